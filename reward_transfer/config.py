@@ -1,0 +1,38 @@
+"""Config pieces shared by every script's structured-config schema (Hydra + OmegaConf dataclasses)."""
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class DatasetSpec:
+    """One input dataset: a Hub name, a `save_to_disk` directory, or a .jsonl/.json/.parquet/.csv file."""
+
+    name_or_path: str = "???"
+    split: str = "train"
+    ratio: float = 1.0
+
+
+@dataclass
+class LoggingConfig:
+    wandb: bool = False
+    project: str = "reward-transfer"
+    run_name: str | None = None
+
+
+@dataclass
+class HubConfig:
+    push_to_hub: bool = False
+    repo_id: str | None = None
+    private: bool = False
+
+
+def register_schema(group_name: str, node: type) -> None:
+    """Register `node` as `<group_name>_schema` so a YAML can start with `defaults: [<group_name>_schema, _self_]`."""
+    ConfigStore.instance().store(name=f"{group_name}_schema", node=node)
+
+
+def default_list(*items: str) -> list[str]:
+    """A dataclass default for a list of strings."""
+    return field(default_factory=lambda: list(items))

@@ -1,0 +1,103 @@
+"""The one dataset loader: Hub names, `save_to_disk` directories and local files, sampled with a seed.
+
+Every script reads its inputs through `load_datasets`, so a path that works for generation also works
+for training, evaluation and selection.
+"""
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from reward_transfer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _looks_like_path(name_or_path: str) -> bool:
+    return name_or_path.startswith((".", "/", "~")) or Path(name_or_path).suffix in FILE_BUILDERS
+
+
+def load_table(name_or_path: str, split: str = "train") -> Dataset:
+    """Load one split of a Hub dataset, a `save_to_disk` directory or a local data file."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (
+        (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists() or (path / "state.json").exists()
+    ):
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, DatasetDict):
+            if split not in loaded:
+                raise UserError(f"{name_or_path}: no split '{split}' (splits: {', '.join(loaded)})")
+            return loaded[split]
+        return loaded
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix)
+        if builder is None:
+            raise UserError(f"{name_or_path}: unsupported file type (use {', '.join(FILE_BUILDERS)})")
+        try:
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        except Exception as err:  # the builders raise many types for malformed files
+            raise UserError(f"{name_or_path}: cannot read as {builder}: {err}") from err
+    if path.exists() or _looks_like_path(name_or_path):
+        what = "is not a dataset directory" if path.exists() else "does not exist"
+        raise UserError(f"dataset path {name_or_path} {what}")
+    try:
+        return datasets.load_dataset(name_or_path, split=split)
+    except Exception as err:
+        raise UserError(
+            f"cannot load dataset '{name_or_path}' (split {split}) from the Hugging Face Hub: {err.__class__.__name__}"
+            ". Offline? Point dataset.datasets[].name_or_path at a local directory or file instead."
+        ) from err
+
+
+def sample_rows(dataset: Dataset, max_examples: int | None, seed: int, source: str = "dataset") -> Dataset:
+    """Seeded shuffle, then the first `max_examples` rows: a smaller sample is a prefix of a larger one."""
+    shuffled = dataset.shuffle(seed=seed)
+    if max_examples is None:
+        return shuffled
+    if max_examples > len(shuffled):
+        log.warning("%s: max_examples=%d but only %d rows; using all rows", source, max_examples, len(shuffled))
+        return shuffled
+    return shuffled.select(range(max_examples))
+
+
+def require_columns(dataset: Dataset, columns: Iterable[str], source: str) -> None:
+    """Fail with a message naming the missing column(s) and listing the ones that exist."""
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise UserError(
+            f"{source}: missing column(s) {', '.join(missing)}; columns are: {', '.join(dataset.column_names)}"
+        )
+
+
+def load_datasets(
+    specs: Sequence,
+    max_examples: int | None = None,
+    seed: int = 42,
+    required_columns: Iterable[str] = (),
+) -> Dataset:
+    """Load and mix `specs` (each with `name_or_path`, `split`, `ratio`), then sample `max_examples` rows.
+
+    Each dataset is shuffled with `seed` and its first `ratio` share kept; the mix is shuffled again and
+    cut to `max_examples` (None: all rows). Same seed, larger `max_examples` gives a superset.
+    """
+    if not specs:
+        raise UserError("dataset.datasets is empty: give at least one {name_or_path, split, ratio}")
+    parts = []
+    for spec in specs:
+        table = load_table(spec.name_or_path, spec.split)
+        require_columns(table, required_columns, spec.name_or_path)
+        if not 0 < spec.ratio <= 1:
+            raise UserError(f"{spec.name_or_path}: ratio must be in (0, 1], got {spec.ratio}")
+        if spec.ratio < 1:
+            table = table.shuffle(seed=seed).select(range(round(len(table) * spec.ratio)))
+        parts.append(table)
+    mixed = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    sampled = sample_rows(mixed, max_examples, seed, source=", ".join(s.name_or_path for s in specs))
+    if len(sampled) == 0:
+        raise UserError(f"{', '.join(s.name_or_path for s in specs)}: no rows left after sampling")
+    return sampled
