@@ -3,9 +3,8 @@ import subprocess
 import sys
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
 from conftest import REPO_ROOT
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 
 def _digest(directory):
