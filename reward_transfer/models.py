@@ -3,11 +3,22 @@
 Every script loads models through this module so a path that works in one stage works in all of them.
 """
 
+import json
 import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from reward_transfer.errors import UserError
 
@@ -74,3 +85,267 @@ def load_causal_lm(name_or_path: str, device: str | torch.device | None = None,
     except (OSError, ValueError) as err:
         raise _offline_hint(name_or_path, "causal LM", err) from err
     return model.to(target).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reward models
+# ---------------------------------------------------------------------------------------------------------------
+
+INIT_MODES = ("auto", "reward_model", "causal_lm_new_head")
+HEAD_NAMES = ("score", "v_head", "classifier")
+# Written beside a trained adapter/model: how its base was loaded, so eval/merge load it back the same way.
+REWARD_MODEL_INFO = "reward_model.json"
+LOADER_OPTIONS = {"init", "tokenizer_name_or_path", "trust_remote_code", "base_model", "merge", "trainable"}
+
+
+def _looks_local(name_or_path: str) -> bool:
+    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~"))
+
+
+def read_adapter_config(name_or_path: str) -> dict | None:
+    """The adapter_config.json of a LoRA adapter (local dir or Hub repo), None when `name_or_path` is no adapter."""
+    path = Path(name_or_path).expanduser()
+    if (path / "adapter_config.json").is_file():
+        return json.loads((path / "adapter_config.json").read_text())
+    if _looks_local(name_or_path):
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(name_or_path, "adapter_config.json")).read_text())
+    except Exception:  # not an adapter repo, offline, or no access: the base loader reports what is wrong
+        return None
+
+
+def read_reward_model_info(name_or_path: str) -> dict:
+    """The `reward_model.json` this project writes beside a trained model ({} when absent)."""
+    path = Path(name_or_path).expanduser() / REWARD_MODEL_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under PEFT (and DDP) wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def reward_head_name(model: torch.nn.Module) -> str:
+    """Name of the scalar head module (`score` for transformers RMs, `v_head` for InternLM2-style ones)."""
+    base = unwrap_model(model)
+    for name in HEAD_NAMES:
+        if isinstance(getattr(base, name, None), torch.nn.Module):
+            return name
+    raise UserError(f"{type(base).__name__}: no reward head found (looked for {', '.join(HEAD_NAMES)})")
+
+
+def reward_token_id(model: torch.nn.Module) -> int | None:
+    """The token appended before scoring (InternLM2's `<|reward|>`), None for models scoring the last real token."""
+    return getattr(unwrap_model(model).config, "reward_token_id", None)
+
+
+def _patch_list_tied_weights(model_class: type) -> None:
+    """Remote code written for transformers 4 declares `_tied_weights_keys` as a list; transformers 5 expects a
+    {target: source} dict and `save_pretrained` fails with "'list' object has no attribute 'keys'"."""
+    module = sys.modules.get(model_class.__module__)
+    classes = [obj for obj in vars(module).values() if isinstance(obj, type)] if module else [model_class]
+    for cls in classes:
+        if issubclass(cls, torch.nn.Module) and isinstance(cls.__dict__.get("_tied_weights_keys"), list):
+            # The list only silenced warnings for heads that are not tied in these checkpoints.
+            log.info("patching %s._tied_weights_keys (a list, as in transformers 4) to {}", cls.__name__)
+            cls._tied_weights_keys = {}
+
+
+def _load_config(name_or_path: str, trust_remote_code: bool | None) -> tuple[Any, bool | None]:
+    """The model config; remote config code runs only when allowed (None: when the config asks for it)."""
+    if _looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise UserError(f"model path {name_or_path} does not exist")
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code)), trust_remote_code
+    except ValueError as err:
+        if "trust_remote_code" not in str(err) or trust_remote_code is not None:
+            raise _offline_hint(name_or_path, "model config", err) from err
+    except OSError as err:
+        raise _offline_hint(name_or_path, "model config", err) from err
+    return AutoConfig.from_pretrained(name_or_path, trust_remote_code=True), True
+
+
+def _model_family(config: Any, init: str, name_or_path: str) -> str:
+    """seq_cls | remote_reward | causal_lm_new_head, checked against the init mode."""
+    auto_map = getattr(config, "auto_map", None) or {}
+    architectures = getattr(config, "architectures", None) or []
+    is_seq_cls = "AutoModelForSequenceClassification" in auto_map or any(
+        a.endswith("ForSequenceClassification") for a in architectures)
+    is_remote_reward = "AutoModel" in auto_map and any("Reward" in a for a in architectures)
+    is_causal_lm = "AutoModelForCausalLM" in auto_map or any(a.endswith("ForCausalLM") for a in architectures)
+    if init == "causal_lm_new_head":
+        if is_seq_cls or is_remote_reward:
+            raise UserError(f"{name_or_path} is already a reward model; use model.init=reward_model to fine-tune it")
+        if not is_causal_lm:
+            raise UserError(f"{name_or_path} is not a causal LM ({', '.join(architectures) or 'no architectures'})"
+                            "; model.init=causal_lm_new_head needs one")
+        return "causal_lm_new_head"
+    if is_remote_reward:
+        return "remote_reward"
+    if is_seq_cls:
+        return "seq_cls"
+    if is_causal_lm:
+        raise UserError(f"{name_or_path} is a causal LM, not a reward model: set model.init=causal_lm_new_head "
+                        "to train a new scalar head on it")
+    raise UserError(f"{name_or_path} is not a reward model ({', '.join(architectures) or 'no architectures'})")
+
+
+def _remote_class(reference: str, name_or_path: str, auto_class: str) -> type:
+    """A model class from the checkpoint's remote code, patched for transformers 5 and registered so that
+    `save_pretrained` copies its code files."""
+    try:
+        model_class = get_class_from_dynamic_module(reference, name_or_path)
+    except (AttributeError, OSError, ValueError) as err:
+        raise UserError(f"{name_or_path}: its remote code has no class {reference} ({err.__class__.__name__}); "
+                        "no one-output reward model can be built from it with this transformers version") from err
+    _patch_list_tied_weights(model_class)
+    model_class.register_for_auto_class(auto_class)
+    return model_class
+
+
+def _load_reward_base(name_or_path: str, init: str, dtype: torch.dtype, trust_remote_code: bool | None
+                      ) -> PreTrainedModel:
+    """The base reward model (or causal LM with a fresh one-output head) in `dtype`, remote code handled."""
+    config, trust_remote_code = _load_config(name_or_path, trust_remote_code)
+    auto_map = getattr(config, "auto_map", None) or {}
+    if trust_remote_code is None:
+        # The configs name these models on purpose; their custom head only exists in remote code.
+        trust_remote_code = bool(auto_map)
+    family = _model_family(config, init, name_or_path)
+    # One label (id2label of length 1 sets num_labels=1 without the length-mismatch warning).
+    kwargs = {"dtype": dtype, "id2label": {0: "reward"}, "label2id": {"reward": 0},
+              "trust_remote_code": trust_remote_code}
+    if family == "remote_reward" and not trust_remote_code:
+        raise UserError(f"{name_or_path} needs remote code (model.trust_remote_code=true): its head only exists there")
+    remote = bool(auto_map) and trust_remote_code
+    try:
+        if family == "remote_reward":
+            # Its auto_map only maps AutoModel and its config defaults to num_labels=2: load the class directly.
+            model = _remote_class(auto_map["AutoModel"], name_or_path, "AutoModel").from_pretrained(
+                name_or_path, **kwargs)
+            if getattr(model.config, "reward_token_id", None) is None:
+                raise UserError(f"{name_or_path}: remote-code reward model without config.reward_token_id")
+        elif remote and "AutoModelForSequenceClassification" in auto_map:
+            model = _remote_class(auto_map["AutoModelForSequenceClassification"], name_or_path,
+                                  "AutoModelForSequenceClassification").from_pretrained(name_or_path, **kwargs)
+        elif remote and family == "causal_lm_new_head" and "AutoModelForCausalLM" in auto_map:
+            reference = auto_map["AutoModelForCausalLM"].replace("ForCausalLM", "ForSequenceClassification")
+            model = _remote_class(reference, name_or_path, "AutoModelForSequenceClassification").from_pretrained(
+                name_or_path, **kwargs)
+        elif family == "causal_lm_new_head":
+            # hides the expected "score missing / lm_head unexpected" load report
+            from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+            with suppress_seqcls_warning():
+                model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _offline_hint(name_or_path, "reward model", err) from err
+    if "AutoConfig" in auto_map:
+        type(model.config).register_for_auto_class("AutoConfig")
+    head = getattr(model, reward_head_name(model))
+    if getattr(head, "out_features", 1) != 1:
+        raise UserError(f"{name_or_path}: the head has {head.out_features} outputs; a reward model has one")
+    model.config.num_labels = 1
+    return model
+
+
+def _distinct_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Make the pad token differ from EOS: seq-cls models score the rightmost non-pad token, so pad == eos would
+    skip the final EOS. Pads are masked, so any token other than the last real one works (unk, bos, reserved)."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    reserved = [t for t in tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()) if "reserved" in t]
+    for candidate in (tokenizer.unk_token, *reserved, tokenizer.bos_token):
+        if candidate is not None and candidate != tokenizer.eos_token:
+            log.info("pad token %r equals EOS; padding with %r instead", tokenizer.pad_token, candidate)
+            tokenizer.pad_token = candidate
+            return
+    raise UserError(f"tokenizer {tokenizer.name_or_path}: pad token equals EOS and no other token can pad; "
+                    "add a pad token to the tokenizer")
+
+
+def load_reward_model(name_or_path: str, device: str | torch.device | None = None,
+                      dtype: str | torch.dtype | None = None, **options: Any) -> tuple[torch.nn.Module, Any]:
+    """A reward model scoring with one scalar, and its tokenizer (pad set, distinct from EOS; right padding).
+
+    `name_or_path`: a seq-cls RM with one output, an InternLM2-style remote-code RM, a LoRA adapter directory or
+    Hub repo (its base resolved — itself possibly an adapter — and the adapter applied, trained head restored), or a
+    merged directory. Options: `init` (auto | reward_model | causal_lm_new_head: a causal LM gets a new scalar
+    head), `tokenizer_name_or_path`, `trust_remote_code` (None: only when the config maps remote code),
+    `base_model` (override an adapter's base), `merge` (fold an adapter into the weights), `trainable` (adapter
+    weights trainable). Returned in eval mode on `device` (default: GPU if any) in `dtype` (see `pick_dtype`).
+    """
+    unknown = set(options) - LOADER_OPTIONS
+    if unknown:
+        raise TypeError(f"load_reward_model: unknown option(s) {', '.join(sorted(unknown))}")
+    init = options.get("init") or "auto"
+    if init not in INIT_MODES:
+        raise UserError(f"model.init: '{init}' is not one of {', '.join(INIT_MODES)}")
+    target = pick_device(device)
+    torch_dtype = pick_dtype(target, dtype)
+    trust_remote_code = options.get("trust_remote_code")
+    adapter_config = read_adapter_config(name_or_path)
+    base_path = name_or_path
+    if adapter_config is not None:
+        info = read_reward_model_info(name_or_path)
+        base_path = options.get("base_model") or info.get("base_model") or adapter_config.get("base_model_name_or_path")
+        if not base_path:
+            raise UserError(f"adapter {name_or_path}: adapter_config.json names no base model")
+        if init == "auto":
+            init = info.get("init") or "auto"
+        try:
+            if read_adapter_config(base_path) is not None:  # trained on top of another adapter
+                model, _ = load_reward_model(base_path, "cpu", torch_dtype, init=init,
+                                             trust_remote_code=trust_remote_code, merge=True)
+            else:
+                base_init = init if init != "auto" else _adapter_base_init(base_path, trust_remote_code)
+                model = _load_reward_base(base_path, base_init, torch_dtype, trust_remote_code)
+        except UserError as err:
+            raise UserError(f"adapter {name_or_path}: cannot load its base model {base_path}: {err}") from err
+    else:
+        model = _load_reward_base(name_or_path, "reward_model" if init == "auto" else init, torch_dtype,
+                                  trust_remote_code)
+    tokenizer_path = options.get("tokenizer_name_or_path") or (
+        name_or_path if (Path(name_or_path).expanduser() / "tokenizer_config.json").is_file() else base_path)
+    tokenizer = load_tokenizer(tokenizer_path, trust_remote_code=bool(getattr(model.config, "auto_map", None)),
+                               padding_side="right")
+    _distinct_pad_token(tokenizer)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+    if adapter_config is not None:
+        model = _apply_adapter(model, name_or_path, adapter_config, bool(options.get("trainable")))
+        if options.get("merge"):
+            model = model.merge_and_unload()
+    return model.to(target).eval(), tokenizer
+
+
+def _adapter_base_init(base_path: str, trust_remote_code: bool | None) -> str:
+    """Init mode for an adapter without `reward_model.json`: a causal-LM base means a new head was trained."""
+    config, _ = _load_config(base_path, trust_remote_code)
+    architectures = getattr(config, "architectures", None) or []
+    auto_map = getattr(config, "auto_map", None) or {}
+    reward_like = any(a.endswith("ForSequenceClassification") or "Reward" in a for a in architectures)
+    return "reward_model" if reward_like or "AutoModelForSequenceClassification" in auto_map else "causal_lm_new_head"
+
+
+def _apply_adapter(model: PreTrainedModel, adapter_path: str, adapter_config: dict, trainable: bool):
+    """Wrap `model` with the LoRA adapter; warn loudly when the adapter does not carry the head."""
+    from peft import PeftModel
+
+    head = reward_head_name(model)
+    saved = adapter_config.get("modules_to_save") or []
+    if head not in saved and not (head in ("score", "classifier") and adapter_config.get("task_type") == "SEQ_CLS"):
+        log.warning("adapter %s does not hold the reward head '%s': the base model's head is used as is "
+                    "(for a new head that is an untrained, random one)", adapter_path, head)
+    try:
+        return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UserError(f"adapter {adapter_path}: cannot apply to its base: {err}") from err

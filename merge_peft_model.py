@@ -1,0 +1,23 @@
+"""Merge a trained LoRA reward-model adapter into its base: `python merge_peft_model.py --model_name DIR`."""
+
+import argparse
+
+from reward_transfer.errors import exit_on_user_error
+from reward_transfer.merging import merge_adapter
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base_model", default=None,
+                        help="base model (default: the base the adapter was trained on)")
+    parser.add_argument("--model_name", required=True, help="adapter directory or Hub repo")
+    parser.add_argument("--output_dir", default=None,
+                        help="where to write the merged model (default: <model_name>-merged)")
+    parser.add_argument("--push_to_hub", action="store_true", help="also upload the merged model to the Hub")
+    args = parser.parse_args()
+    with exit_on_user_error():
+        merge_adapter(args.base_model, args.model_name, args.output_dir, args.push_to_hub)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Stage 4: one round of active-learning pair selection (Algorithm 1 of the paper), as `active_data_selection.py`.
+
+The state is a local DatasetDict: `selected` (L, every pair chosen so far), `rest` (U, the pool not yet chosen)
+and `train` (what the next training reads: this round's picks, or all of L under `selection.train_on=all`),
+with `al_state.json` (domain, pool size, per-round picks and summaries) beside the splits. Round 1 reads a pair
+dataset (its `train` split is the pool); later rounds read and write the state directory.
+"""
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from datasets import Dataset, DatasetDict
+from omegaconf import DictConfig
+
+from reward_transfer.config import HubConfig, register_schema
+from reward_transfer.data import load_table, require_columns
+from reward_transfer.errors import UserError
+from reward_transfer.evaluation import pair_kind
+from reward_transfer.scoring import load_reward_model, process_state, score_pairs_with_stats
+from reward_transfer.storage import atomic_directory
+
+log = logging.getLogger(__name__)
+
+STATE_INFO = "al_state.json"
+SUMMARY_FILE = "selection_summary.json"
+PAIR_COLUMNS = ("problem", "accepted", "rejected")
+STRATEGIES = ("margin", "argmin", "random")
+TRAIN_ON = ("new", "all")
+HISTOGRAM_BINS = 10
+
+
+@dataclass
+class SelectionModelConfig:
+    model_name_or_path: str = "???"
+    tokenizer_name_or_path: str | None = None
+    trust_remote_code: bool | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    max_length: int = 1024
+
+
+@dataclass
+class SelectionDatasetConfig:
+    dataset_name_or_path: str = "???"  # round 1: a pair dataset (its train split is the pool); later: the state
+    output_dataset_name_or_path: str = "???"  # the state directory written
+    pairs_to_select: int = 2500
+    max_to_look_at: int | None = 40000  # pool pairs scored per round (None: all); unscanned pairs stay in U
+    batch_size: int = 16
+
+
+@dataclass
+class SelectionConfig:
+    strategy: str = "margin"
+    temperature: float = 1.0
+    train_on: str = "new"
+
+
+@dataclass
+class ActiveDataSelectionConfig:
+    domain: str = "???"
+    model: SelectionModelConfig = field(default_factory=SelectionModelConfig)
+    dataset: SelectionDatasetConfig = field(default_factory=SelectionDatasetConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    seed: int = 42
+    huggingface: HubConfig = field(default_factory=HubConfig)
+
+
+register_schema("active_data_selection", ActiveDataSelectionConfig)
+
+
+def select_by_margin(margins: Sequence[float], n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `n` pairs drawn without replacement with P ∝ exp(−margin/T), in draw order.
+
+    Gumbel-top-k: adding Gumbel noise to the log-weights −margin/T and keeping the n largest is exactly
+    sequential sampling without replacement, and never forms exp(−margin/T) (no underflow to 0/0).
+    """
+    if temperature <= 0:
+        raise UserError(f"selection.temperature must be positive, got {temperature}")
+    log_weights = -np.asarray(margins, dtype=np.float64) / temperature
+    keys = log_weights + rng.gumbel(size=len(log_weights))
+    return np.argsort(-keys, kind="stable")[:n]
+
+
+def select_argmin(margins: Sequence[float], n: int) -> np.ndarray:
+    """Indices of the `n` smallest margins (eq. 3's deterministic ρ-minimum; ties: earlier index first)."""
+    return np.argsort(np.asarray(margins, dtype=np.float64), kind="stable")[:n]
+
+
+def select_random(pool_size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` distinct indices drawn uniformly (the paper's random baseline)."""
+    return rng.choice(pool_size, size=n, replace=False)
+
+
+@dataclass
+class PoolState:
+    selected: Dataset
+    rest: Dataset
+    info: dict[str, Any]
+
+
+def _rows(pairs: Dataset, indices) -> Dataset:
+    # In memory: a selection of a loaded dataset would otherwise leave cache files in the input directory.
+    return pairs.select(indices, keep_in_memory=True)
+
+
+def _check_domain(pairs: Dataset, domain: str, source: str) -> None:
+    if "domain" not in pairs.column_names or len(pairs) == 0:
+        return
+    found = set(pairs.unique("domain"))
+    if found != {domain}:
+        raise UserError(f"{source}: pairs of domain {', '.join(sorted(map(str, found)))}, but domain={domain}")
+
+
+def load_pool(source: str, domain: str) -> PoolState:
+    """The current L and U: from a state directory, or (round 1) the `train` split of a pair dataset."""
+    info_path = Path(source).expanduser() / STATE_INFO
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("domain") != domain:
+            raise UserError(f"{source}: active-learning state of domain '{info.get('domain')}', "
+                            f"but this selection is for domain '{domain}'")
+        state = datasets.load_from_disk(str(Path(source).expanduser()))
+        missing = {"selected", "rest"} - set(state)
+        if missing:
+            raise UserError(f"{source}: state without split(s) {', '.join(sorted(missing))}")
+        return PoolState(state["selected"], state["rest"], info)
+    pool = load_table(source, "train")
+    require_columns(pool, PAIR_COLUMNS, source)
+    _check_domain(pool, domain, source)
+    if "pair_id" not in pool.column_names:
+        log.info("%s has no pair_id column; numbering its train rows 0..%d", source, len(pool) - 1)
+        pool = pool.add_column("pair_id", [str(i) for i in range(len(pool))])
+    if len(set(pool["pair_id"])) != len(pool):
+        raise UserError(f"{source}: pair_id is not unique in the train split")
+    info = {"domain": domain, "pool_source": source, "pool_size": len(pool), "rounds": []}
+    return PoolState(_rows(pool, []), pool, info)
+
+
+def _check_request(cfg: DictConfig, pool: PoolState, source: str) -> None:
+    n, cap = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at
+    if cfg.selection.strategy not in STRATEGIES:
+        raise UserError(f"selection.strategy: '{cfg.selection.strategy}' is not one of {', '.join(STRATEGIES)}")
+    if cfg.selection.train_on not in TRAIN_ON:
+        raise UserError(f"selection.train_on: '{cfg.selection.train_on}' is not one of {', '.join(TRAIN_ON)}")
+    if len(pool.rest) == 0:
+        raise UserError(f"{source}: the pool of unselected pairs is empty")
+    if n < 1:
+        raise UserError(f"dataset.pairs_to_select must be at least 1, got {n}")
+    if n > len(pool.rest):
+        raise UserError(f"dataset.pairs_to_select={n} but only {len(pool.rest)} pairs are left in the pool ({source})")
+    if cap is not None and cap < n:
+        raise UserError(f"dataset.max_to_look_at={cap} is smaller than dataset.pairs_to_select={n}")
+
+
+def _margins(cfg: DictConfig, pairs: Dataset) -> np.ndarray:
+    model, tokenizer = load_reward_model(
+        cfg.model.model_name_or_path, device=cfg.model.device or process_state().device, dtype=cfg.model.dtype,
+        tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
+    scored = score_pairs_with_stats(model, tokenizer, pairs["problem"], pairs["accepted"], pairs["rejected"],
+                                    batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length)
+    return np.abs(np.asarray(scored.chosen) - np.asarray(scored.rejected))
+
+
+def choose(cfg: DictConfig, rest: Dataset, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None,
+                                                                               np.ndarray]:
+    """(picked indices into `rest`, margins of the scanned pairs or None, scanned indices into `rest`)."""
+    n, cap = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at
+    if cfg.selection.strategy == "random":
+        return select_random(len(rest), n, rng), None, np.arange(len(rest))
+    scanned = rng.permutation(len(rest))[:cap]
+    margins = _margins(cfg, _rows(rest, scanned))
+    if cfg.selection.strategy == "margin":
+        local = select_by_margin(margins, n, cfg.selection.temperature, rng)
+    else:
+        local = select_argmin(margins, n)
+    return scanned[local], margins, scanned
+
+
+def _histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
+    counts, _ = np.histogram(values, bins=edges)
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "counts": counts.tolist()}
+
+
+def _kind_shares(pairs: Dataset, domain: str) -> dict[str, float]:
+    if not {"accepted_score", "rejected_score"} <= set(pairs.column_names) or len(pairs) == 0:
+        return {}
+    counts = Counter(pair_kind(domain, a, r) for a, r in zip(pairs["accepted_score"], pairs["rejected_score"],
+                                                             strict=True))
+    return {kind: count / len(pairs) for kind, count in sorted(counts.items())}
+
+
+def summarize(domain: str, picked: Dataset, scanned: Dataset, picked_margins: np.ndarray | None,
+              scanned_margins: np.ndarray | None) -> dict[str, Any]:
+    """Margin histogram and pair-kind shares of the chosen pairs beside those of the scanned pool."""
+    summary: dict[str, Any] = {"pair_kinds": {"selected": _kind_shares(picked, domain),
+                                              "scanned": _kind_shares(scanned, domain)}}
+    if scanned_margins is not None and picked_margins is not None:
+        edges = np.histogram_bin_edges(scanned_margins, bins=HISTOGRAM_BINS)
+        summary["margin"] = {"bin_edges": edges.tolist(), "selected": _histogram(picked_margins, edges),
+                             "scanned": _histogram(scanned_margins, edges)}
+    return summary
+
+
+def _check_conservation(info: dict[str, Any], selected: Dataset, rest: Dataset) -> None:
+    selected_ids, rest_ids = set(selected["pair_id"]), set(rest["pair_id"])
+    if (len(selected_ids) != len(selected) or len(rest_ids) != len(rest) or selected_ids & rest_ids
+            or len(selected) + len(rest) != info["pool_size"]):
+        raise RuntimeError("active-learning state lost or duplicated pairs; nothing was written")
+
+
+def select_pairs(cfg: DictConfig) -> dict[str, Any]:
+    """Run one selection round: score U (up to `max_to_look_at`), pick pairs, write the new state atomically."""
+    source, target = cfg.dataset.dataset_name_or_path, cfg.dataset.output_dataset_name_or_path
+    pool = load_pool(source, cfg.domain)
+    _check_request(cfg, pool, source)
+    round_number = len(pool.info["rounds"]) + 1
+    rng = np.random.default_rng([cfg.seed, round_number])
+    picked, margins, scanned = choose(cfg, pool.rest, rng)
+
+    picked_set = set(picked.tolist())
+    chosen = _rows(pool.rest, picked)
+    rest = _rows(pool.rest, [i for i in range(len(pool.rest)) if i not in picked_set])
+    selected = datasets.concatenate_datasets([pool.selected, chosen]) if len(pool.selected) else chosen
+    _check_conservation(pool.info, selected, rest)
+    margin_of = None if margins is None else dict(zip(scanned.tolist(), margins.tolist(), strict=True))
+    summary = {
+        "round": round_number,
+        "model": cfg.model.model_name_or_path if margins is not None else None,
+        "strategy": cfg.selection.strategy,
+        "temperature": cfg.selection.temperature,
+        "train_on": cfg.selection.train_on,
+        "seed": cfg.seed,
+        "pool_left_before": len(pool.rest),
+        "scanned": len(scanned),
+        "selected_this_round": len(chosen),
+        "selected_total": len(selected),
+        "pool_left_after": len(rest),
+        **summarize(cfg.domain, chosen, _rows(pool.rest, scanned) if margins is not None else pool.rest,
+                    None if margin_of is None else np.array([margin_of[i] for i in picked.tolist()]), margins),
+    }
+    info = dict(pool.info)
+    info["rounds"] = [*pool.info["rounds"], {**summary, "pair_ids": list(chosen["pair_id"])}]
+    state = DatasetDict({"train": chosen if cfg.selection.train_on == "new" else selected,
+                         "selected": selected, "rest": rest})
+    if process_state().is_main_process:
+        _write_state(state, info, summary, target)
+        if cfg.huggingface.push_to_hub:
+            _push(state, cfg.huggingface)
+        print(_summary_text(summary, target), flush=True)
+    return summary
+
+
+def _write_state(state: DatasetDict, info: dict[str, Any], summary: dict[str, Any], target: str) -> None:
+    # Loaded splits may be memory-mapped from `target` itself: everything is written to a temporary directory
+    # first, which then replaces `target` in one rename.
+    with atomic_directory(Path(target).expanduser()) as tmp:
+        # An empty split gets 0 shards by default, which `load_from_disk` cannot read back.
+        state.save_to_disk(str(tmp), num_shards={split: 1 for split, rows in state.items() if len(rows) == 0})
+        (tmp / STATE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _push(state: DatasetDict, hub: DictConfig) -> None:
+    if not hub.repo_id:
+        raise UserError("huggingface.push_to_hub=true needs huggingface.repo_id")
+    state.push_to_hub(hub.repo_id, private=hub.private)
+
+
+def _summary_text(summary: dict[str, Any], target: str) -> str:
+    lines = [
+        f"== active-learning round {summary['round']} ({summary['strategy']}"
+        + (f", T={summary['temperature']}" if summary["strategy"] == "margin" else "") + ")",
+        f"pool left {summary['pool_left_before']} → scanned {summary['scanned']} → selected "
+        f"{summary['selected_this_round']} (total {summary['selected_total']}, left {summary['pool_left_after']})",
+    ]
+    if "margin" in summary:
+        margin = summary["margin"]
+        lines.append(f"margin: selected mean {margin['selected']['mean']:.4f} median {margin['selected']['median']:.4f}"
+                     f" | scanned mean {margin['scanned']['mean']:.4f} median {margin['scanned']['median']:.4f}")
+        lines.append("  histogram (selected / scanned):")
+        edges = margin["bin_edges"]
+        for k, (ours, theirs) in enumerate(zip(margin["selected"]["counts"], margin["scanned"]["counts"],
+                                               strict=True)):
+            lines.append(f"  [{edges[k]:8.4f}, {edges[k + 1]:8.4f})  {ours:6d} / {theirs:6d}")
+    for kind, share in summary["pair_kinds"]["selected"].items():
+        scanned = summary["pair_kinds"]["scanned"].get(kind, 0.0)
+        lines.append(f"  {kind:<22} {share:6.1%} of selected, {scanned:6.1%} of scanned")
+    lines.append(f"state: {target}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""The structured-config schema of `generate_preference_data.py`: every key is declared, so a typo is an error."""
+
+from dataclasses import dataclass, field
+
+from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
+
+
+@dataclass
+class GenerationDatasetConfig:
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    max_examples: int | None = None
+    ground_truth_type: str = "math"  # math | code
+    # Problems held out for the eval split; eval_size (a count) wins over eval_fraction when both are set.
+    eval_fraction: float | None = 0.1
+    eval_size: int | None = None
+    problem_column: str | None = None  # None: "problem" (NuminaMath) for math, "question" (APPS) for code
+    solution_column: str = "solution"  # math: the reference solution with a \boxed{} answer
+    tests_column: str = "input_output"  # code: JSON with inputs, outputs and optional fn_name
+    starter_code_column: str | None = "starter_code"  # code: optional column
+    # Math: keep only problems whose reference has a \boxed{} answer the verifier can parse
+    # (the paper kept "only problems with easy-to-compare answers").
+    require_boxed_answer: bool = True
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = "meta-llama/Llama-3.1-8B-Instruct"
+    trust_remote_code: bool = False
+    dtype: str = "auto"
+
+
+@dataclass
+class PromptConfig:
+    template: str = "prompt_templates/math.txt"  # `{problem}` is replaced by the problem text
+    starter_code_template: str | None = None  # appended when a code problem has starter code
+    system_prompt: str | None = None
+
+
+@dataclass
+class GenerationConfig:
+    backend: str = "vllm"  # vllm | transformers | openai | replay
+    num_samples_per_problem: int = 8
+    temperature: float = 0.9
+    top_k: int = 10000  # <= 0: no top-k filtering (and none sent to an OpenAI-compatible server)
+    top_p: float = 1.0
+    max_new_tokens: int = 4096
+    problems_per_batch: int = 256  # problems generated and committed to disk together
+    # vllm
+    tensor_parallel_size: int | None = None  # None: all visible GPUs
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    # openai-compatible server
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # read from this variable; local servers need none
+    served_model_name: str | None = None  # None: model.model_name_or_path
+    concurrency: int = 16
+    request_timeout_s: float = 600.0
+    max_retries: int = 2
+    # replay
+    replay_path: str | None = None
+    replay_missing: str = "error"  # error | skip: what to do with problems absent from the replay file
+    replay_delay_s: float = 0.0  # sleep per problem; only to make runs slow for interruption tests/demos
+
+
+@dataclass
+class VerifierConfig:
+    math_timeout_s: float = 5.0
+    code_timeout_s: float = 4.0
+    code_memory_mb: int = 1024
+    workers: int | None = None  # None: all CPU cores
+
+
+@dataclass
+class PreferenceConfig:
+    max_number_of_preferences_per_problem: int = 4
+
+
+@dataclass
+class GeneratePreferenceDataConfig:
+    dataset: GenerationDatasetConfig = field(default_factory=GenerationDatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    huggingface: HubConfig = field(default_factory=HubConfig)
+    output_dir: str = "outputs/data/pref-data-math"
+    overwrite: bool = False
+    seed: int = 42
+    progress: bool = True
+
+
+# Keys that change how fast or where a run goes, never which candidates or pairs it produces:
+# they may differ between a run and its resumption.
+RESUMABLE_KEYS = (
+    "generation.problems_per_batch",
+    "generation.concurrency",
+    "generation.request_timeout_s",
+    "generation.max_retries",
+    "generation.replay_delay_s",
+    "generation.gpu_memory_utilization",
+    "generation.tensor_parallel_size",
+    "generation.api_key_env",
+    "generation.base_url",
+    "verifier.workers",
+    "logging",
+    "huggingface",
+    "output_dir",
+    "overwrite",
+    "progress",
+)
+
+register_schema("generate_preference_data", GeneratePreferenceDataConfig)

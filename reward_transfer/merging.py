@@ -1,0 +1,107 @@
+"""Fold a trained LoRA adapter (and its reward head) into its base: a standalone reward model directory.
+
+The merged directory loads with `load_reward_model` like any reward model (remote-code files copied where the
+base needs them) and scores like base+adapter; the next stage (cross-domain runs, the next AL round) starts
+from it.
+"""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from reward_transfer.errors import UserError
+from reward_transfer.models import (
+    REWARD_MODEL_INFO,
+    load_reward_model,
+    read_adapter_config,
+    read_reward_model_info,
+    reward_head_name,
+    reward_token_id,
+)
+from reward_transfer.storage import atomic_directory, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def default_output_dir(model_name: str) -> Path:
+    """`<adapter dir>-merged` beside a local adapter; `outputs/models/<name>-merged` for a Hub adapter."""
+    local = Path(model_name).expanduser()
+    if local.exists() or model_name.startswith((".", "/", "~")):
+        return local.parent / f"{local.name}-merged"
+    return Path("outputs/models") / f"{model_name.rstrip('/').split('/')[-1]}-merged"
+
+
+def _stored_dtype(base_model: str) -> torch.dtype:
+    """The dtype the base checkpoint is stored in, read from its config.json (fp32 when it says nothing)."""
+    local = Path(base_model).expanduser() / "config.json"
+    try:
+        if local.is_file():
+            config = json.loads(local.read_text())
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config = json.loads(Path(hf_hub_download(base_model, "config.json")).read_text())
+    except Exception:  # unreadable or offline: fp32 is always exact
+        return torch.float32
+    dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"), None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def _copy_remote_code(base_model: str, target: Path) -> None:
+    """Remote-code modules the base needs (save_pretrained copies the model's own module, not always every file)."""
+    source = Path(base_model).expanduser()
+    if not source.is_dir():
+        return
+    for module in source.glob("*.py"):
+        if not (target / module.name).exists():
+            shutil.copy2(module, target / module.name)
+
+
+def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Path | None = None,
+                  push_to_hub: bool = False) -> Path:
+    """Merge adapter `model_name` into `base_model` (None: the adapter's own base); write the standalone RM."""
+    adapter_config = read_adapter_config(model_name)
+    if adapter_config is None:
+        what = "does not exist" if not Path(model_name).expanduser().exists() and model_name.startswith(
+            (".", "/", "~")) else "is not a LoRA adapter (no adapter_config.json)"
+        raise UserError(f"--model_name {model_name} {what}")
+    info = read_reward_model_info(model_name)
+    base = base_model or info.get("base_model") or adapter_config.get("base_model_name_or_path")
+    target = Path(output_dir) if output_dir else default_output_dir(model_name)
+    # Merged in fp32 on the CPU (exact), saved in the base's own dtype.
+    model, tokenizer = load_reward_model(model_name, device="cpu", dtype=torch.float32, base_model=base, merge=True)
+    save_dtype = _stored_dtype(base)
+    head = reward_head_name(model)
+    with atomic_directory(target) as staging:
+        model.to(save_dtype).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        _copy_remote_code(base, staging)
+        atomic_write_json(staging / REWARD_MODEL_INFO, {
+            "init": "reward_model",
+            "head": head,
+            "reward_token_id": reward_token_id(model),
+            "merged_from": {"adapter": model_name, "base_model": base, **{k: v for k, v in info.items()
+                                                                           if k not in ("base_model", "adapter")}},
+        })
+        atomic_write_text(staging / "README.md", f"""---
+tags: [reward-model]
+base_model: {base}
+---
+# {target.name}
+
+Standalone reward model: LoRA adapter `{model_name}` (reward head `{head}` included) merged into `{base}`.
+Load with `reward_transfer.models.load_reward_model("{target}")`.
+""")
+    log.info("merged %s into %s -> %s", model_name, base, target)
+    if push_to_hub:
+        from huggingface_hub import HfApi
+
+        repo_id = target.name
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(target), commit_message=f"merge {model_name}")
+    print(f"merged {model_name} (head '{head}') into {base} -> {target}", flush=True)
+    return target

@@ -1,0 +1,672 @@
+"""The study's grid as an ordered list of steps, and the runner behind `reproduce.py`.
+
+Each step is one command of the project (script, named config, Hydra overrides). The runner either launches
+it as that command (`profile.in_process=false`: a subprocess, through `accelerate launch` where configured) or
+runs the same stage function in this process on the config Hydra's compose API builds from the same named
+config and overrides (the tiny profile: ~100 steps would spend most of their time importing torch otherwise).
+A step that finished is skipped on re-run; the first failure stops the run with its command and log tail.
+"""
+
+import contextlib
+import fnmatch
+import importlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from reward_transfer import run_layout as layout
+from reward_transfer.config import register_schema
+from reward_transfer.errors import UserError
+from reward_transfer.storage import atomic_write_json, atomic_write_text
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = REPO_ROOT / "configs"
+# Hydra scripts: script name → (module, stage function). The module registers the config schema on import.
+STAGES = {
+    "generate_preference_data": ("reward_transfer.generation", "generate_preference_data"),
+    "train_reward_model": ("reward_transfer.training", "train_reward_model"),
+    "eval": ("reward_transfer.evaluation", "evaluate"),
+    "active_data_selection": ("reward_transfer.active_learning", "select_pairs"),
+}
+LAUNCHED = {"train_reward_model", "eval", "active_data_selection"}  # the seed runs these under accelerate
+LOG_TAIL_LINES = 25
+
+
+# ------------------------------------------------------------------------------------------------- config
+@dataclass
+class ModelsProfile:
+    sft: dict[str, str] = field(default_factory=dict)  # domain → SFT model of the ground-truth RM
+    general: str = "???"  # the general-purpose RM
+
+
+@dataclass
+class SizesProfile:
+    full: int | None = None  # N_T: training pairs of the ground-truth RM (null: the whole train split)
+    subsets: list[int] = field(default_factory=list)  # Table 1's fine-tuning sizes (the largest = full)
+    eval_max_examples: int | None = None  # evaluation pairs per domain (null: the whole eval split)
+
+
+@dataclass
+class ActiveLearningProfile:
+    rounds: int = 3
+    pairs_per_round: int = 2500
+    max_to_look_at: int | None = 40000
+    strategies: list[str] = field(default_factory=lambda: ["margin", "random"])
+    random_subsets: bool = True  # also fine-tune the general RM once on k·n random pairs (`<d>_2.5k`, ...)
+
+
+@dataclass
+class ProfileConfig:
+    name: str = "???"
+    domains: list[str] = field(default_factory=lambda: list(layout.DOMAINS))
+    in_process: bool = True
+    launcher: str = ""  # e.g. "accelerate launch --config_file=deepspeed/1_1GPU.yaml"
+    python: str = "python"
+    tiny_models: str | None = None  # build the tiny offline models into this directory first
+    offline: bool = False  # force the Hugging Face libraries offline
+    cpu_threads: int | None = None  # torch/OpenMP threads (null: torch's default, one per core)
+    models: ModelsProfile = field(default_factory=ModelsProfile)
+    sizes: SizesProfile = field(default_factory=SizesProfile)
+    active_learning: ActiveLearningProfile = field(default_factory=ActiveLearningProfile)
+    # Step kind → named config template; fields: domain, source, name, initial ("_initial" in round 1), eval_config.
+    config_names: dict[str, str] = field(default_factory=dict)
+    # Step kind → extra overrides every step of that kind gets (e.g. what the demo configs leave out).
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class ReproduceConfig:
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    output_dir: str = "outputs/reproduce/${profile.name}"
+    dry_run: bool = False
+    only: Any = field(default_factory=list)  # step/group patterns to run (fnmatch), e.g. [generate, "eval/*"]
+    skip: Any = field(default_factory=list)  # step/group patterns to leave out
+    best_of_n: bool = True
+    paper: bool = False  # the report puts the paper's numbers beside ours
+
+
+register_schema("reproduce", ReproduceConfig)
+
+
+# -------------------------------------------------------------------------------------------------- steps
+@dataclass
+class Step:
+    """One command of the grid: `script` with a named config and overrides (or argparse flags in `args`)."""
+
+    name: str  # unique, "<kind>/<result name>", e.g. "train/math_20k"
+    group: str  # for only=/skip=: setup, generate, truth, finetune, cross, eval, active_learning, best_of_n, report
+    script: str
+    config_name: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    args: dict[str, str | bool] = field(default_factory=dict)  # --flags of argparse scripts (True: bare flag)
+    positional: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # files whose existence means the step is complete
+    needs: list[str] = field(default_factory=list)  # steps whose outputs this one reads
+    always: bool = False  # run even when done (the report)
+
+    def argv(self, profile: ProfileConfig) -> list[str]:
+        """The command line, as a researcher would type it."""
+        if self.script == "tiny":
+            program = [profile.python, "-m", "reward_transfer.tiny"]
+        elif profile.launcher and self.script in LAUNCHED:
+            program = [*shlex.split(profile.launcher), f"{self.script}.py"]
+        else:
+            program = [profile.python, f"{self.script}.py"]
+        if self.config_name is not None:
+            return [*program, f"--config-name={self.config_name}", *self.overrides]
+        flags = [item for key, value in self.args.items()
+                 for item in ([f"--{key}"] if value is True else [f"--{key}", str(value)])]
+        return [*program, *self.positional, *flags]
+
+    def command(self, profile: ProfileConfig) -> str:
+        return shlex.join(self.argv(profile))
+
+    @property
+    def slug(self) -> str:
+        """The step's name as a file name (logs, markers)."""
+        return _slug(self.name)
+
+
+def _slug(step_name: str) -> str:
+    return step_name.replace("/", "__")
+
+
+def _dataset_override(path: Path, split: str) -> str:
+    return f"dataset.datasets=[{{name_or_path:{path},split:{split}}}]"
+
+
+def _null(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+class GridBuilder:
+    """Builds the ordered steps of the study for one profile and run folder."""
+
+    def __init__(self, profile: ProfileConfig, run: Path, best_of_n: bool = True, paper: bool = False):
+        self.profile, self.run, self.with_best_of_n, self.paper = profile, Path(run), best_of_n, paper
+        self.steps: list[Step] = []
+        self.eval_configs: dict[str, str] = {}
+
+    # -- helpers
+    def _config(self, kind: str, **fields: str) -> str:
+        template = self.profile.config_names.get(kind)
+        if template is None:
+            raise UserError(f"profile {self.profile.name}: config_names.{kind} is not set")
+        return template.format(**fields)
+
+    def _extra(self, kind: str) -> list[str]:
+        return list(self.profile.overrides.get(kind, []))
+
+    def _add(self, step: Step) -> Step:
+        self.steps.append(step)
+        return step
+
+    def _model_path(self, name: str) -> str:
+        return str(layout.model_dir(self.run, name))
+
+    def _merged_path(self, name: str) -> str:
+        return str(layout.merged_dir(self.run, name))
+
+    # -- stages
+    def tiny_models(self) -> None:
+        out = self.profile.tiny_models
+        self._add(Step("setup/tiny_models", "setup", "tiny", args={"out": out},
+                       outputs=[str(Path(out) / "COMPLETE")]))
+
+    def generate(self, domain: str) -> None:
+        out = layout.data_dir(self.run, domain)
+        self._add(Step(f"generate/{domain}", "generate", "generate_preference_data",
+                       self._config("generate", domain=domain),
+                       [f"output_dir={out}", *self._extra("generate")],
+                       outputs=[str(out / "dataset_dict.json"), str(out / "candidates")],
+                       needs=self._setup_needs()))
+
+    def _setup_needs(self) -> list[str]:
+        return ["setup/tiny_models"] if self.profile.tiny_models else []
+
+    def train(self, kind: str, group: str, name: str, domain: str, start: str, size: int | None,
+              needs: list[str], data: Path | None = None, **fields: str) -> Step:
+        data = data or layout.data_dir(self.run, domain)
+        config = self._config(kind, domain=domain, name=name, **fields)
+        overrides = [
+            f"name={name}", f"model.model_name_or_path={start}", _dataset_override(data, "train"),
+            f"dataset.max_examples={_null(size)}", f"output_dir={self._model_path(name)}",
+            "train.resume=true",  # re-running the grid continues an interrupted training from its checkpoint
+            *self._extra(kind),
+        ]
+        out = layout.model_dir(self.run, name)
+        return self._add(Step(f"train/{name}", group, "train_reward_model", config, overrides,
+                              outputs=[str(out / "log_history.json"), str(out / "train_config.yaml")],
+                              needs=[*needs, *self._setup_needs()]))
+
+    def merge(self, group: str, name: str, base: str, needs: list[str]) -> Step:
+        out = self._merged_path(name)
+        return self._add(Step(f"merge/{name}", group, "merge_peft_model",
+                              args={"base_model": base, "model_name": self._model_path(name), "output_dir": out},
+                              outputs=[str(Path(out) / "config.json")], needs=[f"train/{name}", *needs]))
+
+    def evaluate(self, group: str, name: str, domain: str, model: str, needs: list[str], kind: str = "eval",
+                 **fields: str) -> Step:
+        config = self._config(kind, domain=domain, name=name, **fields)
+        self.eval_configs[name] = config
+        out = layout.eval_dir(self.run, name)
+        overrides = [
+            f"name={name}", f"model.model_name_or_path={model}",
+            _dataset_override(layout.data_dir(self.run, domain), "eval"),
+            f"dataset.max_examples={_null(self.profile.sizes.eval_max_examples)}", f"output_dir={out}",
+            *self._extra("eval"),
+        ]
+        return self._add(Step(f"eval/{name}", group, "eval", config, overrides,
+                              outputs=[str(out / "results.json")], needs=[*needs, f"generate/{domain}"]))
+
+    def best_of_n(self, name: str, domain: str, model: str, needs: list[str]) -> Step:
+        bon = layout.best_of_n_name(name)
+        config = self._config("best_of_n", domain=domain, name=name, eval_config=self.eval_configs.get(name, name))
+        data = layout.data_dir(self.run, domain)
+        out = layout.eval_dir(self.run, bon)
+        overrides = [
+            "mode=best_of_n", f"name={bon}", f"model.model_name_or_path={model}", _dataset_override(data, "eval"),
+            f"best_of_n.candidates={layout.candidates_dir(self.run, domain)}", f"output_dir={out}",
+            *self._extra("best_of_n"),
+        ]
+        return self._add(Step(f"best_of_n/{name}", "best_of_n", "eval", config, overrides,
+                              outputs=[str(out / "results.json")], needs=[*needs, f"generate/{domain}"]))
+
+    def select(self, domain: str, strategy: str, round_index: int, model: str, needs: list[str]) -> Step:
+        al = self.profile.active_learning
+        pool = (layout.data_dir(self.run, domain) if round_index == 1
+                else layout.al_state_dir(self.run, domain, strategy, round_index - 1))
+        out = layout.al_state_dir(self.run, domain, strategy, round_index)
+        initial = "_initial" if round_index == 1 else ""
+        overrides = [
+            f"model.model_name_or_path={model}", f"dataset.dataset_name_or_path={pool}",
+            f"dataset.output_dataset_name_or_path={out}", f"dataset.pairs_to_select={al.pairs_per_round}",
+            f"dataset.max_to_look_at={_null(al.max_to_look_at)}", f"selection.strategy={strategy}",
+            *self._extra("select"),
+        ]
+        name = layout.active_learning_name(domain, strategy, round_index)
+        return self._add(Step(f"select/{name}", "active_learning", "active_data_selection",
+                              self._config("select", domain=domain, initial=initial), overrides,
+                              outputs=[str(out / "dataset_dict.json")], needs=[*needs, *self._setup_needs()]))
+
+    # -- the grid
+    def build(self) -> list[Step]:
+        """generate → ground truth → fine-tunes → cross-domain → Table 1 evals → AL rounds → best-of-n → report."""
+        profile, domains = self.profile, list(self.profile.domains)
+        sizes, al = profile.sizes, profile.active_learning
+        subsets = sorted(sizes.subsets)
+        general = profile.models.general
+        if profile.tiny_models:
+            self.tiny_models()
+        for domain in domains:
+            self.generate(domain)
+        for domain in domains:
+            self.train("train_truth", "truth", layout.truth_name(domain), domain, profile.models.sft[domain],
+                       sizes.full, [f"generate/{domain}"])
+        for domain in domains:
+            self.merge("truth", layout.truth_name(domain), profile.models.sft[domain], [])
+        random_sizes = [k * al.pairs_per_round for k in range(1, al.rounds + 1)] if al.random_subsets else []
+        for domain in domains:
+            for size in sorted(set(subsets) | set(random_sizes)):
+                self.train("train_gen", "finetune", layout.general_name(domain, size), domain, general, size,
+                           [f"generate/{domain}"])
+        crosses = [(d, layout.OTHER_DOMAIN[d]) for d in domains if layout.OTHER_DOMAIN[d] in domains]
+        for domain, source in crosses:
+            for size in subsets:
+                start = self._merged_path(layout.truth_name(source))
+                self.train("train_cross", "cross", layout.cross_name(domain, source, size), domain, start, size,
+                           [f"generate/{domain}", f"merge/{layout.truth_name(source)}"], source=source)
+        self._table1_evals(domains, crosses, sorted(set(subsets) | set(random_sizes)))
+        finals = self._active_learning(domains)
+        if self.with_best_of_n:
+            self._best_of_n(domains, crosses, subsets, finals)
+        self._add(Step("report", "report", "report", positional=[str(self.run)],
+                       args={"paper": True} if self.paper else {}, always=True))
+        return self.steps
+
+    def _table1_evals(self, domains: list[str], crosses: list[tuple[str, str]], gen_sizes: list[int]) -> None:
+        for domain in domains:
+            truth = layout.truth_name(domain)
+            self.evaluate("eval", truth, domain, self._model_path(truth), [f"train/{truth}"])
+            self.evaluate("eval", layout.general_name(domain, 0), domain, self.profile.models.general, [])
+            for size in gen_sizes:
+                name = layout.general_name(domain, size)
+                self.evaluate("eval", name, domain, self._model_path(name), [f"train/{name}"])
+        for domain, source in crosses:
+            source_truth = layout.truth_name(source)
+            self.evaluate("eval", layout.cross_name(domain, source, 0), domain, self._merged_path(source_truth),
+                          [f"merge/{source_truth}"])
+            for size in self.profile.sizes.subsets:
+                name = layout.cross_name(domain, source, size)
+                self.evaluate("eval", name, domain, self._model_path(name), [f"train/{name}"])
+
+    def _active_learning(self, domains: list[str]) -> dict[tuple[str, str], str]:
+        """select → train → merge → eval per round; returns the last round's name per (domain, strategy)."""
+        al, general = self.profile.active_learning, self.profile.models.general
+        finals = {}
+        for domain in domains:
+            for strategy in al.strategies:
+                start, start_needs = general, []
+                for k in range(1, al.rounds + 1):
+                    name = layout.active_learning_name(domain, strategy, k)
+                    initial = "_initial" if k == 1 else ""
+                    state = layout.al_state_dir(self.run, domain, strategy, k)
+                    select = self.select(domain, strategy, k, start,
+                                         [*start_needs, f"generate/{domain}",
+                                          *([f"select/{layout.active_learning_name(domain, strategy, k - 1)}"]
+                                            if k > 1 else [])])
+                    self.train("train_al", "active_learning", name, domain, start, None, [select.name], data=state,
+                               initial=initial)
+                    self.evaluate("active_learning", name, domain, self._model_path(name), [f"train/{name}"],
+                                  kind="eval_al", initial=initial)
+                    self.merge("active_learning", name, start, start_needs)
+                    start, start_needs = self._merged_path(name), [f"merge/{name}"]
+                finals[domain, strategy] = layout.active_learning_name(domain, strategy, al.rounds)
+        return finals
+
+    def _best_of_n(self, domains, crosses, subsets, finals) -> None:
+        full = max(subsets) if subsets else None
+        for domain in domains:
+            truth = layout.truth_name(domain)
+            self.best_of_n(truth, domain, self._model_path(truth), [f"train/{truth}"])
+            self.best_of_n(layout.general_name(domain, 0), domain, self.profile.models.general, [])
+            if full is not None:
+                name = layout.general_name(domain, full)
+                self.best_of_n(name, domain, self._model_path(name), [f"train/{name}"])
+            for target, source in crosses:
+                if target == domain and full is not None:
+                    name = layout.cross_name(domain, source, full)
+                    self.best_of_n(name, domain, self._model_path(name), [f"train/{name}"])
+            for (target, _), name in finals.items():
+                if target == domain:
+                    self.best_of_n(name, domain, self._model_path(name), [f"train/{name}"])
+
+
+def build_grid(cfg: DictConfig) -> list[Step]:
+    """The ordered steps of the study for `cfg.profile`, writing into `cfg.output_dir`."""
+    profile = OmegaConf.to_object(cfg.profile)
+    return GridBuilder(profile, Path(cfg.output_dir), best_of_n=cfg.best_of_n, paper=cfg.paper).build()
+
+
+def grid_summary(profile: ProfileConfig) -> dict[str, Any]:
+    """What the report needs to label the tables (written as <run>/grid.json)."""
+    subsets = sorted(profile.sizes.subsets)
+    full = profile.sizes.full or (max(subsets) if subsets else None)
+    al = profile.active_learning
+    return {
+        "profile": profile.name,
+        "domains": list(profile.domains),
+        "sizes": subsets,
+        "full_size": {d: full for d in profile.domains},
+        "al": {"rounds": al.rounds, "pairs_per_round": al.pairs_per_round, "strategies": list(al.strategies)},
+    }
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    return [str(v) for v in value]
+
+
+def select_steps(steps: list[Step], only: Any, skip: Any) -> list[Step]:
+    """Steps whose name or group matches an `only` pattern (all when empty) and no `skip` pattern."""
+    only, skip = _as_list(only), _as_list(skip)
+
+    def matches(step: Step, patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(step.name, p) or fnmatch.fnmatchcase(step.group, p) for p in patterns)
+
+    known = {s.name for s in steps} | {s.group for s in steps}
+    for pattern in only + skip:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in known):
+            raise UserError(f"only/skip: '{pattern}' matches no step or group (groups: "
+                            f"{', '.join(dict.fromkeys(s.group for s in steps))})")
+    return [s for s in steps if (not only or matches(s, only)) and not matches(s, skip)]
+
+
+def render_script(steps: list[Step], profile: ProfileConfig) -> str:
+    """The ordered command list as a shell script a researcher can read or run elsewhere."""
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# The study's grid, profile '{profile.name}': {len(steps)} commands, in order. Run from the repo root.",
+    ]
+    if profile.in_process:
+        lines.append("# reproduce.py runs these in one Python process (same configs through Hydra's compose API).")
+    lines.append("set -euo pipefail")
+    group = None
+    for step in steps:
+        if step.group != group:
+            group = step.group
+            lines += ["", f"# --- {group}"]
+        lines.append(step.command(profile))
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- running
+class StepFailed(Exception):
+    """A step of the grid failed; the message holds its command and the tail of its log."""
+
+
+def _marker(run: Path, step_name: str) -> Path:
+    return run / ".steps" / f"{_slug(step_name)}.done"
+
+
+def is_done(run: Path, step: Step, profile: ProfileConfig) -> bool:
+    """Complete = its marker records the same command, its outputs exist, and nothing it needs was redone later."""
+    marker = _marker(run, step.name)
+    if step.always or not marker.exists():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())["command"]
+    except (OSError, ValueError, KeyError):
+        return False
+    if recorded != step.command(profile) or not all(Path(p).exists() for p in step.outputs):
+        return False
+    finished = marker.stat().st_mtime
+    return all(not _marker(run, need).exists() or _marker(run, need).stat().st_mtime <= finished
+               for need in step.needs)
+
+
+def _clear_stale_outputs(run: Path, step: Step) -> None:
+    """A step redone on purpose (changed command or inputs) starts from nothing: remove what it wrote before."""
+    marker = _marker(run, step.name)
+    if not marker.exists():
+        return  # never finished: leave partial work to the stage's own resume
+    marker.unlink()
+    for output in step.outputs:
+        target = Path(output)
+        owner = target.parent if target.name in ("dataset_dict.json", "results.json", "log_history.json",
+                                                  "train_config.yaml", "config.json") else target
+        if owner.is_dir() and owner.resolve() != run.resolve():
+            shutil.rmtree(owner, ignore_errors=True)
+        if step.script == "train_reward_model":
+            from reward_transfer.training import checkpoint_dir
+
+            shutil.rmtree(checkpoint_dir(owner), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def captured_output(log_path: Path) -> Iterator[None]:
+    """Send everything the step writes (Python, C extensions, progress bars) to `log_path`.
+
+    Both levels: the file descriptors 1/2 (C code, handlers bound to the real streams) and sys.stdout/stderr
+    (which need not be those descriptors, e.g. under pytest).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a", buffering=1, encoding="utf-8", errors="replace") as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
+                yield
+        finally:
+            log_file.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def compose_config(step: Step) -> DictConfig:
+    """The config the step's command line would give its script (Hydra compose on the same config and overrides)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    importlib.import_module(STAGES[step.script][0])  # registers the schema
+    GlobalHydra.instance().clear()  # reproduce.py's own @hydra.main instance, or a previous step's
+    with initialize_config_dir(config_dir=str(CONFIGS / step.script), version_base="1.3"):
+        return compose(config_name=step.config_name, overrides=list(step.overrides))
+
+
+def run_in_process(step: Step) -> None:
+    """Run the step's stage function in this process on the composed config."""
+    if step.script == "tiny":
+        from reward_transfer.tiny import ensure_tiny_models
+
+        ensure_tiny_models(str(step.args["out"]))
+    elif step.script == "merge_peft_model":
+        from reward_transfer.merging import merge_adapter
+
+        merge_adapter(str(step.args["base_model"]), str(step.args["model_name"]), output_dir=str(step.args["output_dir"]))
+    elif step.script == "report":
+        from reward_transfer.reporting import write_report
+
+        report = write_report(step.positional[0], paper=bool(step.args.get("paper")))
+        print(report.tables_md.read_text())
+    else:
+        module, function = STAGES[step.script]
+        cfg = compose_config(step)
+        getattr(importlib.import_module(module), function)(cfg)
+
+
+def run_subprocess(step: Step, profile: ProfileConfig, log_path: Path) -> None:
+    """Run the step's command line, its output appended to the log."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python`/`accelerate` of this venv
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        result = subprocess.run(step.argv(profile), cwd=REPO_ROOT, env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise StepFailed(f"exit code {result.returncode}")
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    # Progress bars rewrite one line with carriage returns: keep only the final state of each line.
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.rstrip().splitlines()[-lines:])
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # done | skipped | failed
+    seconds: float
+
+
+def execute(step: Step, profile: ProfileConfig, run: Path) -> None:
+    """Run one step (in-process or as a subprocess) with its output in <run>/logs/<step>.log; mark it done."""
+    log_path = run / "logs" / f"{step.slug}.log"
+    command = step.command(profile)
+    _clear_stale_outputs(run, step)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(f"$ {command}\n")
+    started = time.perf_counter()
+    if profile.in_process or step.script in ("tiny", "report"):
+        with captured_output(log_path):
+            try:
+                run_in_process(step)
+            except BaseException as err:
+                traceback.print_exc()
+                if isinstance(err, KeyboardInterrupt):
+                    raise
+                raise StepFailed(f"{err.__class__.__name__}: {err}") from err
+    else:
+        run_subprocess(step, profile, log_path)
+    atomic_write_json(_marker(run, step.name), {"command": command, "seconds": round(time.perf_counter() - started, 2),
+                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _environment(profile: ProfileConfig) -> None:
+    """HF_TOKEN/WANDB_API_KEY from `.env` (the seed's setup); offline profiles never reach the network."""
+    from dotenv import load_dotenv
+
+    load_dotenv(REPO_ROOT / ".env", override=False)
+    if profile.offline:
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.setdefault(var, "1")
+        os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """torch/OpenMP threads for the steps (in-process and subprocesses); restored afterwards."""
+    if not count:
+        yield
+        return
+    import torch
+
+    saved_threads, saved_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(count)
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        if saved_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved_env
+
+
+def check_inputs(steps: list[Step], run: Path) -> None:
+    """Refuse, before running anything, a selection whose steps read what no selected or finished step made."""
+    selected = {s.name for s in steps}
+    for step in steps:
+        missing = [n for n in step.needs if n not in selected and not _marker(run, n).exists()]
+        if missing:
+            raise UserError(f"step {step.name} needs {', '.join(missing)}, which has not run: "
+                            "add it to only= (or drop it from skip=)")
+
+
+def run_steps(steps: list[Step], profile: ProfileConfig, run: Path) -> list[StepResult]:
+    """Run the steps in order, skipping finished ones; one console line per step and a progress bar."""
+    from tqdm import tqdm
+
+    console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)  # stays on the terminal while steps log
+    results: list[StepResult] = []
+    width = max(len(s.name) for s in steps)
+    with console, tqdm(total=len(steps), file=console, unit="step", desc=f"reproduce {profile.name}",
+                       dynamic_ncols=True) as bar:
+        for index, step in enumerate(steps, 1):
+            prefix = f"[{index:>{len(str(len(steps)))}}/{len(steps)}] {step.name:<{width}}"
+            if is_done(run, step, profile):
+                results.append(StepResult(step.name, "skipped", 0.0))
+                bar.write(f"{prefix}  skipped (done)", file=console)
+                bar.update()
+                continue
+            started = time.perf_counter()
+            try:
+                execute(step, profile, run)
+            except StepFailed as err:
+                log_path = run / "logs" / f"{step.slug}.log"
+                bar.write(f"{prefix}  FAILED after {time.perf_counter() - started:.1f}s", file=console)
+                raise UserError(
+                    f"step {step.name} failed ({err})\n  command: {step.command(profile)}\n  log: {log_path}\n"
+                    f"  last lines of the log:\n" + "\n".join(f"    {line}" for line in _tail(log_path).splitlines())
+                ) from err
+            results.append(StepResult(step.name, "done", time.perf_counter() - started))
+            bar.write(f"{prefix}  done in {results[-1].seconds:.1f}s", file=console)
+            bar.update()
+    return results
+
+
+def reproduce(cfg: DictConfig) -> list[StepResult]:
+    """Plan the grid, write commands.sh and grid.json, then (unless dry_run) run every selected step in order."""
+    profile: ProfileConfig = OmegaConf.to_object(cfg.profile)
+    run = Path(cfg.output_dir)
+    all_steps = GridBuilder(profile, run, best_of_n=cfg.best_of_n, paper=cfg.paper).build()
+    steps = select_steps(all_steps, cfg.only, cfg.skip)
+    run.mkdir(parents=True, exist_ok=True)
+    script = render_script(steps, profile)
+    atomic_write_text(run / "commands.sh", script)
+    (run / "commands.sh").chmod(0o755)
+    atomic_write_json(layout.grid_file(run), grid_summary(profile))
+    atomic_write_text(run / "reproduce_config.yaml", OmegaConf.to_yaml(cfg))
+    if cfg.dry_run:
+        print(script, end="")
+        print(f"# {len(steps)} of {len(all_steps)} steps; written to {run / 'commands.sh'}")
+        return []
+
+    check_inputs(steps, run)
+    _environment(profile)
+    started = time.perf_counter()
+    with cpu_threads(profile.cpu_threads):
+        results = run_steps(steps, profile, run)
+    ran = sum(r.status == "done" for r in results)
+    atomic_write_json(run / "last_run.json", [asdict(r) for r in results])
+    print(f"reproduce {profile.name}: {ran} steps run, {len(results) - ran} skipped (already done) in "
+          f"{time.perf_counter() - started:.0f}s; logs in {run / 'logs'}")
+    if any(step.script == "report" for step in steps):
+        print((run / "tables.md").read_text())
+        print(f"tables: {run / 'tables.md'}, {run / 'tables.tex'}; figures: {run}/*.png")
+    return results

@@ -1,0 +1,478 @@
+"""Stage 2: train a reward model on preference pairs with LoRA through TRL's `RewardTrainer`.
+
+`train_reward_model(cfg)` is the stage function behind `train_reward_model.py`. The run trains into
+`<output_dir's parent>/.<name>.checkpoints` and only at the end moves the finished adapter (head included),
+tokenizer, `log_history.json`, `train_config.yaml`, `reward_model.json` and a model card into `output_dir`.
+"""
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
+from transformers import TrainerCallback, set_seed
+from trl.trainer.reward_trainer import DataCollatorForPreference
+
+from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
+from reward_transfer.conversations import encode_conversation
+from reward_transfer.data import load_datasets
+from reward_transfer.errors import UserError
+from reward_transfer.models import (
+    REWARD_MODEL_INFO,
+    load_reward_model,
+    reward_head_name,
+    reward_token_id,
+    unwrap_model,
+)
+from reward_transfer.storage import atomic_write_json, atomic_write_text, replace_dir
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ("problem", "accepted", "rejected")
+LONG_PAIR_POLICIES = ("truncate", "drop")
+INIT_MODES = ("reward_model", "causal_lm_new_head")
+RESULT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "log_history.json",
+                "train_config.yaml", "adapter_config.json")
+
+
+@dataclass
+class LoraSchema:
+    enable: bool = True
+    rank: int = 32
+    alpha: int = 64
+    dropout: float = 0.01
+    target_modules: Any = "all-linear"
+    bias: str = "none"
+
+
+@dataclass
+class ModelSchema:
+    model_name_or_path: str = "???"
+    tokenizer_name_or_path: str | None = None
+    # reward_model: fine-tune an existing RM; causal_lm_new_head: put a new scalar head on a causal LM ("scratch").
+    init: str = "reward_model"
+    trust_remote_code: bool | None = None
+    max_length: int = 1024
+    # null: bf16 on a bf16-capable GPU, fp32 elsewhere.
+    dtype: str | None = None
+    # true reproduces the original code, whose InternLM2 head (`v_head`) was never trained.
+    freeze_head: bool = False
+    lora: LoraSchema = field(default_factory=LoraSchema)
+
+
+@dataclass
+class DatasetSchema:
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    max_examples: int | None = None
+    # What to do when max_examples exceeds the data: false uses all rows (logged), true refuses.
+    refuse_short_data: bool = False
+    # Pairs longer than model.max_length: truncate the answers (prompt kept) or drop the pair.
+    long_pairs: str = "truncate"
+
+
+@dataclass
+class TrainSchema:
+    learning_rate: float = 5e-5
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 16
+    epochs: float = 1.0
+    max_steps: int = -1
+    optim: str = "adamw_torch"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = True
+    # TRL zeroes every dropout by default, LoRA's too; the paper's LoRA dropout (0.01) needs this false.
+    disable_dropout: bool = False
+    group_by_length: bool = True
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    resume: bool = False
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class TrainRewardModelConfig:
+    name: str = "???"
+    output_dir: str = "outputs/models/${name}"
+    overwrite: bool = False
+    seed: int = 42
+    model: ModelSchema = field(default_factory=ModelSchema)
+    dataset: DatasetSchema = field(default_factory=DatasetSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    huggingface: HubConfig = field(default_factory=HubConfig)
+
+
+register_schema("train_reward_model", TrainRewardModelConfig)
+
+
+@dataclass
+class PairStats:
+    """What the length policy did to the pairs; reported in the summary, the model card and training_summary."""
+
+    loaded: int
+    kept: int
+    truncated: int
+    dropped_too_long: int
+    dropped_identical: int
+    policy: str
+    max_length: int
+
+
+def checkpoint_dir(output_dir: Path) -> Path:
+    """Where an unfinished run keeps its checkpoints (beside output_dir, so output_dir only ever holds a finished run)."""
+    return output_dir.parent / f".{output_dir.name}.checkpoints"
+
+
+def _validate(cfg: DictConfig) -> None:
+    if cfg.model.init not in INIT_MODES:
+        raise UserError(f"model.init: '{cfg.model.init}' is not one of {', '.join(INIT_MODES)}")
+    if cfg.dataset.long_pairs not in LONG_PAIR_POLICIES:
+        raise UserError(f"dataset.long_pairs: '{cfg.dataset.long_pairs}' is not one of {', '.join(LONG_PAIR_POLICIES)}")
+    if cfg.model.max_length < 8:
+        raise UserError(f"model.max_length: {cfg.model.max_length} is too small")
+    if cfg.dataset.max_examples is not None and cfg.dataset.max_examples <= 0:
+        raise UserError(f"dataset.max_examples: must be positive or null, got {cfg.dataset.max_examples}")
+    if torch.cuda.device_count() > 1 and PartialState().num_processes == 1:
+        raise UserError(f"{torch.cuda.device_count()} GPUs visible but no launcher: run under `accelerate launch "
+                        "--config_file=deepspeed/<n>_<gpus>GPU.yaml` or make one GPU visible (CUDA_VISIBLE_DEVICES=0)")
+    if cfg.model.freeze_head and not cfg.model.lora.enable:
+        raise UserError("model.freeze_head=true needs model.lora.enable=true (the original froze the head under LoRA)")
+
+
+def _prepare_output(output_dir: Path, overwrite: bool, resume: bool) -> Path:
+    """Refuse an output_dir holding another run (unless overwrite); return the checkpoint dir to train into."""
+    checkpoints = checkpoint_dir(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"output_dir {output_dir} exists and is not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise UserError(f"output_dir {output_dir} already holds a run (set overwrite=true to replace it)")
+    has_checkpoints = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if has_checkpoints and not (resume or overwrite):
+        raise UserError(f"{checkpoints} holds an interrupted run: set train.resume=true to continue it "
+                        "or overwrite=true to start over")
+    return checkpoints
+
+
+def _encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, scored_token: int | None,
+                  **map_options: Any) -> tuple[Dataset, PairStats]:
+    """Token ids of both sides of each pair (the scoring protocol of `conversations`), long pairs handled by `policy`."""
+    limit = max_length if policy == "truncate" else None
+
+    def encode(row: dict) -> dict:
+        chosen = encode_conversation(tokenizer, row["problem"], row["accepted"], limit, scored_token)
+        rejected = encode_conversation(tokenizer, row["problem"], row["rejected"], limit, scored_token)
+        too_long = not (chosen.fits and rejected.fits) or max(len(chosen.input_ids), len(rejected.input_ids)) > max_length
+        return {"chosen_ids": chosen.input_ids, "rejected_ids": rejected.input_ids, "too_long": too_long,
+                "truncated": chosen.truncated or rejected.truncated,
+                "identical": chosen.input_ids == rejected.input_ids,
+                "length": max(len(chosen.input_ids), len(rejected.input_ids))}
+
+    encoded = rows.map(encode, remove_columns=rows.column_names, desc="Tokenizing pairs", **map_options)
+    too_long, truncated, identical = (encoded[c] for c in ("too_long", "truncated", "identical"))
+    keep = [i for i in range(len(encoded)) if not too_long[i] and not identical[i]]
+    stats = PairStats(
+        loaded=len(encoded),
+        kept=len(keep),
+        truncated=sum(t and not d for t, d in zip(truncated, too_long, strict=True)),
+        dropped_too_long=sum(too_long),
+        dropped_identical=sum(i and not d for i, d in zip(identical, too_long, strict=True)),
+        policy=policy,
+        max_length=max_length,
+    )
+    # Only what DataCollatorForPreference reads (+ lengths for the sampler): a `margin` column would be forwarded
+    # into model(**inputs) and break remote-code forwards that take no **kwargs.
+    kept = encoded.select(keep).select_columns(["chosen_ids", "rejected_ids", "length"])
+    return kept, stats
+
+
+def _load_rows(cfg: DictConfig) -> Dataset:
+    """The sampled pair rows (checked before the model is loaded: a bad dataset fails in seconds, not minutes)."""
+    specs = [DatasetSpec(**spec) if isinstance(spec, dict) else spec
+             for spec in OmegaConf.to_container(cfg.dataset.datasets, resolve=True)]
+    rows = load_datasets(specs, cfg.dataset.max_examples, cfg.seed, required_columns=PAIR_COLUMNS)
+    wanted = cfg.dataset.max_examples
+    if wanted is not None and len(rows) < wanted:
+        if cfg.dataset.refuse_short_data:
+            raise UserError(f"dataset.max_examples={wanted} but the data has only {len(rows)} pairs "
+                            "(dataset.refuse_short_data=true)")
+        log.warning("dataset.max_examples=%d but the data has only %d pairs: training on all of them", wanted, len(rows))
+    return rows
+
+
+def _encode_rows(cfg: DictConfig, rows: Dataset, tokenizer: Any, scored_token: int | None, cache_dir: Path
+                 ) -> tuple[Dataset, PairStats]:
+    # Cached in the run's checkpoint dir (not beside the input data, which may be read-only or shared).
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pairs, stats = _encode_pairs(rows, tokenizer, cfg.model.max_length, cfg.dataset.long_pairs, scored_token,
+                                 cache_file_name=str(cache_dir / "encoded-pairs.arrow"))
+    log.info("pairs: %d loaded, %d kept, %d truncated, %d dropped as too long, %d dropped as identical",
+             stats.loaded, stats.kept, stats.truncated, stats.dropped_too_long, stats.dropped_identical)
+    if stats.kept == 0:
+        raise UserError(f"no pair fits model.max_length={cfg.model.max_length} "
+                        f"(dataset.long_pairs={cfg.dataset.long_pairs})")
+    return pairs, stats
+
+
+def _lora_config(cfg: DictConfig, head: str):
+    from peft import LoraConfig
+
+    lora = cfg.model.lora
+    targets = lora.target_modules
+    targets = targets if isinstance(targets, str) else list(targets)
+    # The head is saved whole (modules_to_save), never LoRA-adapted. PEFT's SEQ_CLS task only auto-saves heads
+    # named score/classifier, so InternLM2's v_head must be named here explicitly.
+    return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
+                      target_modules=targets, exclude_modules=[head], modules_to_save=[head])
+
+
+def _check_head(model: torch.nn.Module, head: str, freeze: bool) -> None:
+    """After PEFT wrapping: the head is a saved module, trainable unless the frozen-head switch asks otherwise."""
+    module = getattr(unwrap_model(model), head)
+    if not hasattr(module, "modules_to_save"):
+        raise RuntimeError(f"reward head '{head}' is not in the adapter's modules_to_save: it would be lost on save")
+    if freeze:
+        # Still saved (as initialised) so the run can be scored reproducibly; only training is switched off.
+        module.requires_grad_(False)
+        log.warning("model.freeze_head=true: the head '%s' stays as initialised (the original code's behaviour)", head)
+    elif not any(param.requires_grad for param in module.parameters()):
+        raise RuntimeError(f"reward head '{head}' is not trainable after wrapping")
+
+
+def _check_saved_head(adapter_dir: Path, head: str) -> None:
+    """The classic bug: an adapter that silently lost its head. Fail before the run is published."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.exists():
+        return
+    with safe_open(str(weights), "pt") as handle:
+        if not any(f".{head}." in key or key.startswith(f"{head}.") for key in handle.keys()):  # noqa: SIM118
+            raise RuntimeError(f"saved adapter {adapter_dir} lacks the reward head '{head}'")
+
+
+@dataclass
+class CountingPreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator, also counting real and padded tokens so the run reports what padding costs."""
+
+    real_tokens: int = 0
+    padded_tokens: int = 0
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().torch_call(examples)
+        self.real_tokens += int(batch["attention_mask"].sum())
+        self.padded_tokens += batch["attention_mask"].numel()
+        return batch
+
+
+class LogHistoryWriter(TrainerCallback):
+    """Keep `log_history.json` current in the checkpoint dir, whatever the logger (wandb or none)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero:
+            atomic_write_json(self.path, state.log_history)
+
+
+def _training_arguments(cfg: DictConfig, checkpoints: Path):
+    from trl import RewardConfig
+
+    use_cpu = not torch.cuda.is_available()
+    bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if cfg.model.dtype is None else cfg.model.dtype in (
+        "bf16", "bfloat16")
+    train = cfg.train
+    return RewardConfig(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_steps,
+        optim=train.optim,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        activation_checkpointing=train.gradient_checkpointing,  # the v5 name of gradient checkpointing
+        disable_dropout=train.disable_dropout,
+        # TRL turns bf16 on whenever fp16 is off, CPUs included: decide it from the hardware instead.
+        bf16=bf16,
+        use_cpu=use_cpu,
+        max_length=cfg.model.max_length,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        length_column_name="length",
+        # Our dataset holds only the collator's columns plus `length`, which the length-grouped sampler needs
+        # and which the Trainer would otherwise strip before building the sampler.
+        remove_unused_columns=False,
+        logging_steps=train.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        report_to=["wandb"] if cfg.logging.wandb else "none",
+        run_name=cfg.logging.run_name or cfg.name,
+        seed=cfg.seed,
+        dataloader_num_workers=train.dataloader_num_workers,
+        trust_remote_code=bool(cfg.model.trust_remote_code),
+    )
+
+
+def _model_card(cfg: DictConfig, stats: PairStats, summary: dict) -> str:
+    lora = cfg.model.lora
+    return f"""---
+library_name: peft
+base_model: {cfg.model.model_name_or_path}
+tags: [reward-model, trl, lora]
+---
+# {cfg.name}
+
+Reward model trained with TRL's RewardTrainer (Bradley-Terry loss) for the reproduction of "Can Reward Models
+Transfer Across Domains in Large Language Models?".
+
+- Base: `{cfg.model.model_name_or_path}` (init: `{cfg.model.init}`, head `{summary['head']}`, \
+{'frozen' if cfg.model.freeze_head else 'trained and saved with the adapter'})
+- Data: {', '.join(f"`{d.name_or_path}` ({d.split})" for d in cfg.dataset.datasets)}; \
+{stats.kept} pairs trained on of {stats.loaded} loaded ({stats.truncated} truncated, \
+{stats.dropped_too_long} dropped as longer than {stats.max_length} tokens, {stats.dropped_identical} identical)
+- LoRA: {'r ' + str(lora.rank) + ', alpha ' + str(lora.alpha) + ', dropout ' + str(lora.dropout) if lora.enable else 'off (full fine-tuning)'}
+- Optimisation: {cfg.train.optim}, LR {cfg.train.learning_rate} ({cfg.train.lr_scheduler_type}), batch \
+{cfg.train.per_device_train_batch_size} x {cfg.train.gradient_accumulation_steps} accumulation per device, \
+{cfg.train.epochs} epoch(s), max length {cfg.model.max_length}, seed {cfg.seed}
+- Result: {summary['steps']} optimizer steps, final training loss {summary['final_loss']}, \
+final batch accuracy {summary['final_accuracy']}
+
+Load with `reward_transfer.models.load_reward_model("<this directory>")`; merge with
+`python merge_peft_model.py --model_name <this directory>`.
+"""
+
+
+def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path, checkpoints: Path, head: str,
+              seconds: float, collator: CountingPreferenceCollator) -> dict:
+    """Write the finished run into a staging dir, then swap it in as output_dir (main process)."""
+    state = PartialState()
+    staging = checkpoints / "final"
+    trainer.save_model(str(staging))  # collective under DeepSpeed; writes on the main process only
+    history = trainer.state.log_history
+    train_logs = [entry for entry in history if "loss" in entry]
+    summary = {
+        "name": cfg.name,
+        "head": head,
+        "steps": trainer.state.global_step,
+        "final_loss": round(train_logs[-1]["loss"], 4) if train_logs else None,
+        "final_accuracy": round(train_logs[-1].get("accuracy", float("nan")), 4) if train_logs else None,
+        "seconds": round(seconds, 1),
+        # Counted in this process (under N processes each sees about 1/N of the batches).
+        "tokens": collator.real_tokens,
+        "padded_tokens": collator.padded_tokens,
+        "padding_share": round(1 - collator.real_tokens / max(collator.padded_tokens, 1), 4),
+        "tokens_per_second": round(collator.real_tokens / max(seconds, 1e-9), 1),
+        "pairs": stats.__dict__,
+    }
+    if state.is_main_process:
+        if cfg.model.lora.enable and not cfg.model.freeze_head:
+            _check_saved_head(staging, head)
+        atomic_write_json(staging / "log_history.json", history)
+        atomic_write_text(staging / "train_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_json(staging / "training_summary.json", summary)
+        atomic_write_json(staging / REWARD_MODEL_INFO, {
+            "base_model": cfg.model.model_name_or_path,
+            "init": cfg.model.init,
+            "head": head,
+            "head_trained": not cfg.model.freeze_head,
+            "reward_token_id": reward_token_id(trainer.model),
+            "max_length": cfg.model.max_length,
+            "adapter": cfg.model.lora.enable,
+        })
+        atomic_write_text(staging / "README.md", _model_card(cfg, stats, summary))
+        replace_dir(staging, output_dir)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    state.wait_for_everyone()
+    return summary
+
+
+def _push(cfg: DictConfig, output_dir: Path) -> None:
+    from huggingface_hub import HfApi
+
+    repo_id = cfg.huggingface.repo_id or cfg.name
+    api = HfApi()
+    api.create_repo(repo_id, private=cfg.huggingface.private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(output_dir), commit_message=f"train_reward_model {cfg.name}")
+    log.info("pushed %s to the Hub as %s", output_dir, repo_id)
+
+
+def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
+    lines = [
+        f"reward model '{summary['name']}' trained -> {output_dir}",
+        f"  pairs: {stats.kept} trained of {stats.loaded} loaded; {stats.truncated} truncated, "
+        f"{stats.dropped_too_long} dropped (> {stats.max_length} tokens, policy {stats.policy}), "
+        f"{stats.dropped_identical} identical",
+        f"  steps: {summary['steps']}, final loss {summary['final_loss']}, "
+        f"final batch accuracy {summary['final_accuracy']}, {summary['seconds']} s",
+        f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), "
+        f"padding {100 * summary['padding_share']:.1f}% of the batches",
+        f"  head '{summary['head']}' saved with the model; log: {output_dir / 'log_history.json'}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def train_reward_model(cfg: DictConfig) -> dict:
+    """Train the reward model `cfg` describes and write it to `cfg.output_dir`; returns the run summary."""
+    from trl import RewardTrainer
+
+    _validate(cfg)
+    output_dir = Path(cfg.output_dir)
+    checkpoints = _prepare_output(output_dir, cfg.overwrite, cfg.train.resume)
+    state = PartialState()
+    if state.is_main_process and checkpoints.exists() and not cfg.train.resume:
+        shutil.rmtree(checkpoints)
+    state.wait_for_everyone()
+    resume = cfg.train.resume and any(checkpoints.glob("checkpoint-*"))
+    if cfg.train.resume and not resume:
+        log.info("train.resume=true but %s has no checkpoint: starting from the beginning", checkpoints)
+
+    if cfg.logging.wandb:
+        os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)  # read by the Trainer's W&B callback
+    rows = _load_rows(cfg)
+    args = _training_arguments(cfg, checkpoints)  # before loading: under ZeRO-3 it sets up partitioned loading
+    set_seed(cfg.seed)  # the new head of causal_lm_new_head is drawn here
+    dtype = cfg.model.dtype or ("bfloat16" if args.bf16 else "float32")
+    model, tokenizer = load_reward_model(
+        cfg.model.model_name_or_path, device=args.device, dtype=dtype, init=cfg.model.init,
+        tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code,
+        merge=True,  # an adapter given as the starting model is folded in; a new adapter is trained on top
+    )
+    head = reward_head_name(model)
+    with state.main_process_first():
+        pairs, stats = _encode_rows(cfg, rows, tokenizer, reward_token_id(model), checkpoints)
+
+    peft_config = _lora_config(cfg, head) if cfg.model.lora.enable else None
+    collator = CountingPreferenceCollator(pad_token_id=tokenizer.pad_token_id)
+    trainer = RewardTrainer(model=model.train(), args=args, data_collator=collator, train_dataset=pairs,
+                            processing_class=tokenizer, peft_config=peft_config,
+                            callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
+    if len(trainer.train_dataset) != stats.kept:
+        raise RuntimeError(f"RewardTrainer dropped {stats.kept - len(trainer.train_dataset)} pairs after encoding")
+    if peft_config is not None:
+        _check_head(trainer.model, head, cfg.model.freeze_head)
+        if state.is_main_process:
+            trainer.model.print_trainable_parameters()
+
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started, collator)
+    if cfg.huggingface.push_to_hub and state.is_main_process:
+        _push(cfg, output_dir)
+    if state.is_main_process:
+        _print_summary(summary, stats, output_dir)
+    return summary

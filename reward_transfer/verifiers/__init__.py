@@ -1,0 +1,1 @@
+"""Verifiers that turn model answers into preference labels: math answer checking and a code sandbox."""

@@ -1,0 +1,149 @@
+"""report.py on a hand-made run folder: numbers, bold, S_T, missing cells, best-of-n, --paper, figures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reward_transfer import run_layout as layout
+from reward_transfer.reporting import transferability, write_report
+
+REPO = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+ACCURACY = {
+    "math_scratch": 0.80,
+    "math_0k": 0.60, "math_20": 0.78, "math_40": 0.81, "math_60": 0.83,
+    "code_scratch": 0.70,
+    "code_0k": 0.50, "code_40": 0.72,  # 20 and 60 missing: a partial run
+    "math_to_code_0k": 0.40, "math_to_code_20": 0.50, "math_to_code_40": 0.60, "math_to_code_60": 0.65,
+    "active_learning_math_margin_r1": 0.70, "active_learning_math_margin_r2": 0.79,
+    "active_learning_math_margin_r3": 0.81,
+    "active_learning_math_random_r1": 0.72, "active_learning_math_random_r2": 0.75,
+}
+
+
+def _write(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    _write(layout.grid_file(run), {
+        "domains": ["math", "code"], "sizes": [20, 40, 60], "full_size": {"math": 60, "code": 60},
+        "al": {"rounds": 3, "pairs_per_round": 5},
+    })
+    for name, accuracy in ACCURACY.items():
+        _write(layout.eval_dir(run, name) / "results.json",
+               {"accuracy": accuracy, "num_pairs": 100, "ci95": [accuracy - 0.05, accuracy + 0.05]})
+    _write(layout.eval_dir(run, "math_scratch_best_of_n") / "results.json",
+           {"mode": "best_of_n", "accuracy": 0.5, "best_of_n_accuracy": 0.5, "oracle_accuracy": 0.9,
+            "first_sample_accuracy": 0.3, "random_pick_accuracy": 0.31, "num_problems": 10})
+    for name, size in (("math_scratch", 60), ("math_20", 20), ("math_to_code_40", 40)):
+        steps = max(2, size // 4)
+        history = [{"step": i + 1, "epoch": (i + 1) / steps, "loss": 0.7 - 0.3 * i / steps, "learning_rate": 5e-5}
+                   for i in range(steps)]
+        _write(layout.model_dir(run, name) / "log_history.json", [*history, {"train_runtime": 1.0, "epoch": 1.0}])
+    return run
+
+
+def _row(markdown: str, *first_cells: str) -> list[str]:
+    """The cells of the first markdown table row that starts with `first_cells`."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[: len(first_cells)] == list(first_cells):
+            return cells
+    raise AssertionError(f"no row {first_cells} in:\n{markdown}")
+
+
+def test_table1_numbers_bold_transferability_and_missing_cells(run: Path) -> None:
+    report = write_report(run)
+    md = report.tables_md.read_text()
+    assert "| domain | start | R_truth | 0k | 20 | 40 | 60 | S_T |" in md
+    # Reaches R_truth (0.80) first at 40 of 60 pairs: S_T = 1 - 40/60; the best score of the row is bold.
+    assert _row(md, "math", "R_gen") == ["math", "R_gen", "0.8000", "0.6000", "0.7800", "0.8100", "**0.8300**", "0.3333"]
+    # 20 is missing, so reaching at 40 only bounds S_T from below.
+    assert _row(md, "code", "R_gen") == ["code", "R_gen", "0.7000", "0.5000", "—", "**0.7200**", "—", "≥0.3333"]
+    assert _row(md, "code", "R_math")[-2:] == ["0.6500", "not reached"]
+    assert _row(md, "code", "R_math")[2] == "**0.7000**"
+    assert _row(md, "math", "R_code") == ["math", "R_code", "0.8000", "—", "—", "—", "—", "—"]
+
+
+def test_table2_active_learning_with_random_in_brackets(run: Path) -> None:
+    md = write_report(run).tables_md.read_text()
+    assert "| domain | R_truth | 5 | 10 | 15 | S_T (AL) | S_T (random) |" in md
+    math_row = _row(md, "math", "0.8000")
+    assert math_row[2:5] == ["0.7000 (0.7200)", "0.7900 (0.7500)", "**0.8100** (—)"]
+    assert math_row[5:] == [f"{1 - 15 / 60:.4f}", "not reached (so far)"]
+    assert _row(md, "code", "0.7000")[2] == "— (—)"  # a lone number is not bold
+
+
+def test_best_of_n_table_and_latex(run: Path) -> None:
+    report = write_report(run)
+    md = report.tables_md.read_text()
+    assert _row(md, "math", "R_truth") == ["math", "R_truth", "0.5000", "0.9000", "0.3000", "0.3100", "10"]
+    tex = report.tables_tex.read_text()
+    assert r"\textbf{0.8300}" in tex and r"\begin{tabular}" in tex and "---" in tex
+    assert "**" not in tex and "_" not in tex.replace(r"\_", "").replace("$R_", "").replace("$S_", "")
+
+
+def test_figures_are_pngs(run: Path) -> None:
+    figures = write_report(run).figures
+    assert {f.name for f in figures} == {
+        "figure2_loss.png", "figure3_loss_cross.png", "accuracy_vs_size.png", "active_learning.png"}
+    for figure in figures:
+        assert figure.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_empty_run_folder_gives_tables_of_dashes(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    report = write_report(tmp_path / "empty")
+    md = report.tables_md.read_text()
+    assert _row(md, "math", "R_gen")[2:] == ["—"] * 3 and report.figures == []
+
+
+def test_names_map_to_cells() -> None:
+    assert layout.parse_name("math_to_code_2.5k") == layout.Cell("code", "from", size=2500, source="math")
+    assert layout.parse_name("code_60k") == layout.Cell("code", "gen", size=60000)
+    assert layout.parse_name("math_scratch") == layout.Cell("math", "truth")
+    assert layout.parse_name("active_learning_code_random_r2") == layout.Cell(
+        "code", "al", strategy="random", round_index=2)
+    assert layout.parse_name("demo_math_best_of_n") is None
+    for size in (0, 7, 2500, 7500, 20000):
+        assert layout.parse_size(layout.size_label(size)) == size
+
+
+def test_transferability_rules() -> None:
+    assert transferability(0.8, {0: 0.81, 20: 0.9}, 60).text == "1.0000"
+    assert transferability(0.8, {0: 0.5, 20: 0.8}, 60).value == pytest.approx(2 / 3)
+    assert transferability(None, {0: 0.5}, 60).text == "—"
+    assert transferability(0.8, {0: 0.5, 20: 0.7}, 60).text == "not reached"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "report.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_paper_puts_published_numbers_beside_ours(run: Path) -> None:
+    result = _cli(str(run), "--paper", "--out", str(run / "vs_paper"))
+    assert result.returncode == 0, result.stderr
+    md = (run / "vs_paper" / "tables.md").read_text()
+    # Our scaled-down columns are paired with the paper's 0k/20k/40k/60k by position.
+    math_gen = _row(md, "math", "R_gen")
+    assert math_gen[2] == "0.8000 (paper 0.8681, −0.0681)"
+    assert math_gen[6] == "**0.8300 (paper 0.8909, −0.0609)**"
+    assert _row(md, "math", "R_code")[3] == "— (paper 0.6883)"
+    assert "0.7000 (paper 0.8560, −0.1560) (0.7200 (paper 0.8577, −0.1377))" in md
+
+
+def test_cli_missing_run_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    result = _cli(str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: run folder {tmp_path / 'nope'} does not exist"]

@@ -1,0 +1,158 @@
+"""reproduce.py: the paper's grid as a command list, and skip/resume/failure on a tiny part of the real grid."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from reward_transfer import run_layout as layout
+from reward_transfer.errors import UserError
+from reward_transfer.reproduction import Step, build_grid, compose_config, reproduce, select_steps
+
+REPO = Path(__file__).resolve().parent.parent
+CHEAP = ["only=[setup,generate,eval/math_0k]"]  # tiny models, pair generation, one evaluation: seconds
+
+
+def _config(run: Path, tiny_models: dict[str, Path], *overrides: str):
+    """The reproduce config as `reproduce.py <overrides>` composes it, on the session's tiny models, math only."""
+    tiny = tiny_models["lm"].parent
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs" / "reproduce"), version_base="1.3"):
+        return compose("config", overrides=[
+            f"output_dir={run}", "profile.domains=[math]", f"profile.tiny_models={tiny}",
+            f"profile.models.general={tiny_models['rm']}", f"profile.models.sft.math={tiny_models['lm']}",
+            *overrides,
+        ])
+
+
+def _statuses(results) -> dict[str, str]:
+    return {r.step: r.status for r in results}
+
+
+def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "reproduce.py", "profile=paper", "dry_run=true", f"output_dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    script = (tmp_path / "commands.sh").read_text()
+    assert script in result.stdout + "\n" or script.strip() in result.stdout
+    commands = [line for line in script.splitlines() if line and not line.startswith(("#", "set "))]
+    config_names = {line.split("--config-name=")[1].split()[0] for line in commands if "--config-name=" in line}
+    # Every paper config of training, evaluation, generation and selection is used (the demo ones are not).
+    for script_name in ("train_reward_model", "eval", "generate_preference_data", "active_data_selection"):
+        paper = {p.stem for p in (REPO / "configs" / script_name).glob("*.yaml")
+                 if p.stem != "base" and not p.stem.startswith("demo")}
+        assert paper <= config_names, f"{script_name}: missing {paper - config_names}"
+    assert all(line.startswith("accelerate launch --config_file=deepspeed/1_1GPU.yaml") for line in commands
+               if " train_reward_model.py " in line or " eval.py " in line)
+    for domain in ("math", "code"):
+        for strategy in ("margin", "random"):
+            for k in (1, 2, 3):
+                name = layout.active_learning_name(domain, strategy, k)
+                for kind in ("train_reward_model.py", "eval.py", "merge_peft_model.py"):
+                    assert any(kind in c and f"{name} " in c + " " for c in commands), (kind, name)
+                state = layout.al_state_dir(tmp_path, domain, strategy, k)
+                assert any(f"dataset.output_dataset_name_or_path={state} " in c and f"selection.strategy={strategy}"
+                           in c for c in commands if "active_data_selection.py" in c), (domain, strategy, k)
+        assert f"dataset.max_examples=20000 output_dir={tmp_path}/models/math_to_code_20k" in script
+        assert f"--config-name={domain}_0k mode=best_of_n" in script
+    assert commands[-1] == f"python report.py {tmp_path}"
+    grid = json.loads((tmp_path / "grid.json").read_text())
+    assert grid["sizes"] == [20000, 40000, 60000] and grid["al"]["pairs_per_round"] == 2500
+
+
+def test_only_and_skip_select_steps_by_name_or_group() -> None:
+    steps = [Step("generate/math", "generate", "g"), Step("train/math_20k", "finetune", "t"),
+             Step("eval/math_20k", "eval", "e")]
+    assert [s.name for s in select_steps(steps, ["generate", "eval/*"], [])] == ["generate/math", "eval/math_20k"]
+    assert [s.name for s in select_steps(steps, [], "finetune")] == ["generate/math", "eval/math_20k"]
+    with pytest.raises(UserError, match="'evl' matches no step or group"):
+        select_steps(steps, ["evl"], [])
+
+
+def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path, tiny_models) -> None:
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    first = _statuses(reproduce(_config(run, tiny_models, *CHEAP)))
+    assert torch.get_num_threads() == threads  # the tiny profile's single thread does not outlive the run
+    assert first == {"setup/tiny_models": "done", "generate/math": "done", "eval/math_0k": "done"}
+    assert json.loads((layout.eval_dir(run, "math_0k") / "results.json").read_text())["num_pairs"] > 0
+    log = (run / "logs" / "eval__math_0k.log").read_text()
+    assert log.startswith("$ python eval.py --config-name=demo_math name=math_0k")
+    assert "accuracy" in log  # the stage's own summary, captured in-process
+
+    assert set(_statuses(reproduce(_config(run, tiny_models, *CHEAP))).values()) == {"skipped"}
+
+    # A changed command redoes that step only; a redone input makes its readers stale too.
+    changed = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5")))
+    assert changed == {"setup/tiny_models": "skipped", "generate/math": "skipped", "eval/math_0k": "done"}
+    assert json.loads((layout.eval_dir(run, "math_0k") / "results.json").read_text())["num_pairs"] == 5
+    marker = run / ".steps" / "generate__math.done"
+    later = marker.stat().st_mtime + 10
+    os.utime(marker, (later, later))
+    again = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5")))
+    assert again["eval/math_0k"] == "done"
+
+
+def test_a_failing_step_stops_the_run_with_its_command_and_log_tail(tmp_path: Path, tiny_models) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(UserError) as failure:
+        reproduce(_config(run, tiny_models, *CHEAP, f"profile.models.general={tmp_path / 'no_such_model'}"))
+    message = str(failure.value)
+    assert message.startswith("step eval/math_0k failed")
+    assert f"command: python eval.py --config-name=demo_math name=math_0k model.model_name_or_path={tmp_path}" in message
+    assert "no_such_model" in message.split("last lines of the log:")[1]
+    assert not (run / ".steps" / "eval__math_0k.done").exists()
+    assert (run / ".steps" / "generate__math.done").exists()
+
+
+def test_a_step_whose_input_never_ran_is_refused(tmp_path: Path, tiny_models) -> None:
+    with pytest.raises(UserError, match="step eval/math_scratch needs train/math_scratch"):
+        reproduce(_config(tmp_path / "run", tiny_models, "only=[setup,generate,eval/math_scratch]"))
+
+
+def test_dry_run_writes_the_tiny_command_list_without_running(tmp_path: Path, tiny_models) -> None:
+    run = tmp_path / "run"
+    assert reproduce(_config(run, tiny_models, "dry_run=true")) == []
+    script = (run / "commands.sh").read_text()
+    assert "python train_reward_model.py --config-name=demo_math name=math_scratch" in script
+    assert "model.init=causal_lm_new_head" in script and not (run / ".steps").exists()
+
+
+@pytest.mark.parametrize("profile", ["tiny", "paper"])
+def test_every_step_composes_with_its_script_schema(tmp_path: Path, profile: str) -> None:
+    """Each step's named config + overrides is valid for its script (unknown keys would be schema errors)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs" / "reproduce"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"profile={profile}", f"output_dir={tmp_path}"])
+    steps = build_grid(cfg)
+    hydra_steps = [s for s in steps if s.config_name is not None]
+    assert len(hydra_steps) > 80
+    for step in hydra_steps:
+        composed = compose_config(step)
+        written = (composed.dataset.output_dataset_name_or_path if step.script == "active_data_selection"
+                   else composed.output_dir)
+        assert Path(step.outputs[0]).parent == Path(written), step.name
+    assert composed.mode == "best_of_n" and composed.best_of_n.candidates.endswith("candidates")
+
+
+def test_an_in_process_step_gives_what_its_command_line_gives(tmp_path: Path, tiny_models) -> None:
+    run = tmp_path / "run"
+    reproduce(_config(run, tiny_models, *CHEAP))
+    line = next(c for c in (run / "commands.sh").read_text().splitlines() if c.startswith("python eval.py"))
+    command = line.replace(f"output_dir={layout.eval_dir(run, 'math_0k')}", f"output_dir={tmp_path / 'cli'}")
+    result = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    in_process = json.loads((layout.eval_dir(run, "math_0k") / "results.json").read_text())
+    by_command = json.loads((tmp_path / "cli" / "results.json").read_text())
+    for key in ("accuracy", "num_pairs", "ties", "mean_margin"):
+        assert in_process[key] == pytest.approx(by_command[key], abs=1e-6), key

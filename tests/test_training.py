@@ -1,0 +1,282 @@
+"""Reward-model training: configs, learning, outputs, the head, resume, long pairs, bad input, launchers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from hydra.errors import ConfigCompositionException
+from safetensors.torch import load_file
+from training_helpers import (
+    CONFIG_DIR,
+    OFFLINE_ENV,
+    REPO_ROOT,
+    compose_config,
+    one_cpu_thread,
+    pair_accuracy,
+    score,
+    synthetic_pairs,
+    tiny_run,
+    write_pairs,
+)
+
+from reward_transfer.errors import UserError
+from reward_transfer.models import load_reward_model
+from reward_transfer.training import _encode_pairs, checkpoint_dir, train_reward_model
+
+NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "base")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    with one_cpu_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("pairs") / "pref-data-math", train=48, eval_=48)
+
+
+@pytest.fixture(scope="module")
+def trained_rm(tiny_models, pairs_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny RM trained one epoch on the synthetic pairs (max_examples above the data size: all are used)."""
+    out = tmp_path_factory.mktemp("runs") / "demo_math"
+    cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], pairs_dir, out, "dataset.max_examples=1000"))
+    return out, train_reward_model(cfg)
+
+
+# --- configs -------------------------------------------------------------------------------------------------
+
+
+def test_every_named_config_composes_with_the_paper_hyperparameters():
+    expected = {"math_scratch", "code_scratch", "active_learning_math", "active_learning_code",
+                "active_learning_math_initial", "active_learning_code_initial", "demo_math", "demo_code"}
+    expected |= {f"{d}_{n}" for d in ("math", "code") for n in ("2.5k", "5k", "7.5k", "20k", "40k", "60k")}
+    expected |= {f"{s}_to_{t}_{n}" for s, t in (("math", "code"), ("code", "math")) for n in ("20k", "40k", "60k")}
+    assert expected <= set(NAMED_CONFIGS)
+    for name in NAMED_CONFIGS:
+        cfg = compose_config(name)
+        run = name.removesuffix("_initial")  # every AL round writes the same model folder
+        assert cfg.name == run and cfg.output_dir.endswith(run), name
+        assert (cfg.model.lora.rank, cfg.model.lora.alpha, cfg.model.lora.dropout) == (32, 64, 0.01)
+        assert cfg.model.lora.target_modules == "all-linear" and cfg.model.lora.bias == "none"
+        assert cfg.train.optim == "adamw_torch" and cfg.train.per_device_train_batch_size == 2
+        assert cfg.model.dtype is None and cfg.train.gradient_checkpointing in (True, False)
+        if name.startswith("demo"):
+            continue
+        assert cfg.train.gradient_accumulation_steps == 16 and cfg.train.learning_rate == 5e-5
+        assert cfg.model.max_length == 1024 and cfg.train.epochs == 1
+        assert cfg.train.lr_scheduler_type == ("constant" if name.startswith("active_learning") else "cosine")
+        assert cfg.model.init == ("causal_lm_new_head" if name.endswith("scratch") else "reward_model")
+    assert compose_config("math_20k").dataset.max_examples == 20000
+    assert compose_config("math_to_code_40k").model.model_name_or_path == "outputs/models/math_scratch-merged"
+    assert compose_config("active_learning_code").model.model_name_or_path.endswith("active_learning_code-merged")
+
+
+def test_reproduce_style_overrides_compose_and_unknown_keys_are_refused():
+    cfg = compose_config("math_scratch", ["profile=tiny", "model.model_name_or_path=.tiny_models/lm",
+                                          "dataset.datasets=[{name_or_path:run/data/pref-data-math,split:train}]",
+                                          "dataset.max_examples=64", "output_dir=run/models/math_truth"])
+    assert cfg.dataset.datasets[0].name_or_path == "run/data/pref-data-math" and cfg.train.learning_rate == 1e-3
+    assert cfg.model.init == "causal_lm_new_head" and cfg.output_dir == "run/models/math_truth"
+    with pytest.raises(ConfigCompositionException):
+        compose_config("math_20k", ["train.lerning_rate=1e-4"])
+
+
+def test_accelerate_configs_are_valid():
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DeepSpeedPlugin
+
+    for name, stage, gpus in (("1_1GPU", 1, 1), ("2_2GPU", 2, 2), ("3_2GPU", 3, 2), ("3_4GPU", 3, 4)):
+        config = load_config_from_file(str(REPO_ROOT / "deepspeed" / f"{name}.yaml"))
+        assert config.distributed_type == "DEEPSPEED" and config.mixed_precision == "bf16"
+        assert config.num_processes == gpus and config.deepspeed_config["zero_stage"] == stage
+        plugin = DeepSpeedPlugin(zero_stage=stage, zero3_init_flag=config.deepspeed_config["zero3_init_flag"])
+        # Batch/accumulation left "auto": the Trainer fills them from the Hydra config, so they never disagree.
+        assert plugin.deepspeed_config["gradient_accumulation_steps"] == "auto"
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+
+def test_training_learns_the_signal_and_writes_a_complete_run(trained_rm, pairs_dir):
+    out, summary = trained_rm
+    assert summary["pairs"]["loaded"] == 48 and summary["pairs"]["kept"] == 48  # all rows, not 1000
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "log_history.json",
+                 "train_config.yaml", "README.md", "reward_model.json"):
+        assert (out / name).exists(), name
+    history = json.loads((out / "log_history.json").read_text())
+    assert {"loss", "accuracy", "margin", "learning_rate", "step"} <= set(history[0])
+    assert not checkpoint_dir(out).exists()
+
+    held_out = synthetic_pairs(96)[48:]  # the eval split: never trained on
+    model, tokenizer = load_reward_model(str(out), device="cpu")
+    assert next(model.parameters()).dtype == torch.float32
+    assert pair_accuracy(model, tokenizer, held_out) >= 0.85
+
+
+def test_a_finished_run_is_not_overwritten_unless_asked(trained_rm, tiny_models, pairs_dir):
+    out, _ = trained_rm
+    before = (out / "adapter_model.safetensors").read_bytes()
+    cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], pairs_dir, out))
+    with pytest.raises(UserError, match="already holds a run"):
+        train_reward_model(cfg)
+    assert (out / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_new_head_of_a_causal_lm_is_trained_saved_and_restored(tiny_models, pairs_dir, tmp_path):
+    out = tmp_path / "math_scratch"
+    cfg = compose_config("math_scratch", ["profile=tiny", *tiny_run(tiny_models["lm"], pairs_dir, out,
+                                                                       "train.max_steps=4")])
+    train_reward_model(cfg)
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    head_keys = [k for k in saved if ".score." in k]
+    assert head_keys, "the new head must be in the adapter"
+
+    torch.manual_seed(123)
+    first, tokenizer = load_reward_model(str(out))
+    torch.manual_seed(456)  # a head silently re-drawn at load would change the scores
+    second, _ = load_reward_model(str(out))
+    rows = synthetic_pairs(4)
+    problems, answers = [r["problem"] for r in rows], [r["accepted"] for r in rows]
+    assert torch.equal(score(first, tokenizer, problems, answers), score(second, tokenizer, problems, answers))
+    trained_head = saved[head_keys[0]]
+    torch.manual_seed(cfg.seed)
+    fresh, _ = load_reward_model(str(tiny_models["lm"]), init="causal_lm_new_head")
+    assert not torch.allclose(trained_head, fresh.score.weight), "the head must have been trained"
+
+
+def test_frozen_head_switch_reproduces_the_original_untrained_head(tiny_models, pairs_dir, tmp_path):
+    out = tmp_path / "frozen"
+    cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=3",
+                                               "model.freeze_head=true"))
+    train_reward_model(cfg)
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    base_head = load_file(str(tiny_models["rm"] / "model.safetensors"))["score.weight"]
+    head = next(v for k, v in saved.items() if ".score." in k)
+    assert torch.equal(head, base_head)
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k), "LoRA weights must still train"
+    assert json.loads((out / "reward_model.json").read_text())["head_trained"] is False
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_models, pairs_dir, tmp_path, monkeypatch):
+    from trl import RewardTrainer
+
+    out = tmp_path / "resumed"
+    overrides = tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=6", "train.save_steps=2")
+    original_step, calls = RewardTrainer.training_step, []
+
+    def crash_on_fifth_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("simulated interruption")
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "training_step", crash_on_fifth_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(compose_config("demo_math", overrides))
+    monkeypatch.setattr(RewardTrainer, "training_step", original_step)
+    assert not out.exists(), "an interrupted run leaves no result in output_dir"
+    assert (checkpoint_dir(out) / "checkpoint-4").is_dir()
+    with pytest.raises(UserError, match=r"train\.resume=true"):
+        train_reward_model(compose_config("demo_math", overrides))
+
+    summary = train_reward_model(compose_config("demo_math", [*overrides, "train.resume=true"]))
+    steps = [e["step"] for e in json.loads((out / "log_history.json").read_text()) if "loss" in e]
+    assert summary["steps"] == 6 and steps[-2:] == [5, 6]
+    assert (out / "adapter_model.safetensors").exists() and not checkpoint_dir(out).exists()
+
+
+# --- data and the scoring protocol ---------------------------------------------------------------------------
+
+
+def test_long_pairs_are_truncated_keeping_the_prompt_or_dropped_and_counted(tiny_models):
+    _, tokenizer = load_reward_model(str(tiny_models["rm"]))
+    rows = synthetic_pairs(6)
+    rows[0]["accepted"] = "The final answer is 4. " * 200
+    rows[1]["problem"] = "What is the sum? " * 200  # even the prompt is too long
+    data = Dataset.from_list(rows)
+    kept, stats = _encode_pairs(data, tokenizer, 96, "truncate", None)  # the normal pairs are under 80 tokens
+    assert (stats.loaded, stats.kept, stats.truncated, stats.dropped_too_long) == (6, 5, 1, 1)
+    longest = max(kept["chosen_ids"], key=len)
+    assert len(longest) <= 96 and longest[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(longest).count("What is") == 1  # the prompt survived
+    _, stats = _encode_pairs(data, tokenizer, 96, "drop", None)
+    assert (stats.kept, stats.truncated, stats.dropped_too_long) == (4, 0, 2)
+
+
+def test_the_scored_token_is_the_last_real_one(tiny_models):
+    model, tokenizer = load_reward_model(str(tiny_models["rm"]))
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    rows = synthetic_pairs(3)
+    problems, answers = [r["problem"] for r in rows], [r["accepted"] for r in rows]
+    together = score(model, tokenizer, problems, answers)  # right-padded batch
+    alone = torch.cat([score(model, tokenizer, [p], [a]) for p, a in zip(problems, answers, strict=True)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+    from reward_transfer.models import _distinct_pad_token
+
+    tokenizer.pad_token = tokenizer.eos_token  # a tokenizer shipped with pad == eos
+    _distinct_pad_token(tokenizer)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing_model", "causal_lm_without_init", "missing_columns", "short_data",
+                                  "adapter_without_base"])
+def test_bad_input_fails_clearly_and_writes_nothing(case, tiny_models, pairs_dir, tmp_path):
+    model, data, extra = str(tiny_models["rm"]), pairs_dir, []
+    if case == "missing_model":
+        model, message = str(tmp_path / "no-such-model"), "does not exist"
+    elif case == "causal_lm_without_init":
+        model, message = str(tiny_models["lm"]), "model.init=causal_lm_new_head"
+    elif case == "missing_columns":
+        data = tmp_path / "bad-data"
+        Dataset.from_list([{"problem": "p", "chosen": "a", "rejected": "b"}]).save_to_disk(str(data))
+        message = "missing column"
+    elif case == "short_data":
+        extra, message = ["dataset.max_examples=1000", "dataset.refuse_short_data=true"], "only 48 pairs"
+    else:
+        model = tmp_path / "orphan-adapter"
+        model.mkdir()
+        (model / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone"),
+                                                               "peft_type": "LORA"}))
+        message = "cannot load its base model"
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=message):
+        train_reward_model(compose_config("demo_math", tiny_run(model, data, out, *extra)))
+    assert not out.exists()
+
+
+def test_the_script_reports_bad_input_in_one_line_with_exit_code_1(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train_reward_model.py", "--config-name=demo_math",
+         f"model.model_name_or_path={tmp_path / 'missing'}", f"output_dir={tmp_path / 'out'}",
+         f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not exist" in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --- launchers -----------------------------------------------------------------------------------------------
+
+
+def test_training_under_accelerate_with_two_cpu_processes(tiny_models, pairs_dir, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "train_reward_model.py", "--config-name=demo_math",
+               *tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=2", "train.per_device_train_batch_size=2"),
+               f"hydra.run.dir={tmp_path / 'hydra'}"]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").exists() and (out / "log_history.json").exists()
+    assert json.loads((out / "training_summary.json").read_text())["steps"] == 2

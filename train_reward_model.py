@@ -1,0 +1,17 @@
+"""Train a reward model (LoRA, TRL RewardTrainer): `python train_reward_model.py --config-name=math_20k`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from reward_transfer.errors import exit_on_user_error
+from reward_transfer.training import train_reward_model
+
+
+@hydra.main(version_base="1.3", config_path="configs/train_reward_model", config_name=None)
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        train_reward_model(cfg)
+
+
+if __name__ == "__main__":
+    main()
