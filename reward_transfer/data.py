@@ -12,14 +12,11 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from reward_transfer.errors import UserError
+from reward_transfer.storage import looks_like_local_path
 
 log = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-def _looks_like_path(name_or_path: str) -> bool:
-    return name_or_path.startswith((".", "/", "~")) or Path(name_or_path).suffix in FILE_BUILDERS
 
 
 def load_table(name_or_path: str, split: str = "train") -> Dataset:
@@ -42,7 +39,7 @@ def load_table(name_or_path: str, split: str = "train") -> Dataset:
             return datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as err:  # the builders raise many types for malformed files
             raise UserError(f"{name_or_path}: cannot read as {builder}: {err}") from err
-    if path.exists() or _looks_like_path(name_or_path):
+    if looks_like_local_path(name_or_path) or path.suffix in FILE_BUILDERS:
         what = "is not a dataset directory" if path.exists() else "does not exist"
         raise UserError(f"dataset path {name_or_path} {what}")
     try:
@@ -56,13 +53,13 @@ def load_table(name_or_path: str, split: str = "train") -> Dataset:
 
 def sample_rows(dataset: Dataset, max_examples: int | None, seed: int, source: str = "dataset") -> Dataset:
     """Seeded shuffle, then the first `max_examples` rows: a smaller sample is a prefix of a larger one."""
-    shuffled = dataset.shuffle(seed=seed)
+    shuffled = dataset.shuffle(seed=seed, keep_in_memory=True)
     if max_examples is None:
         return shuffled
     if max_examples > len(shuffled):
         log.warning("%s: max_examples=%d but only %d rows; using all rows", source, max_examples, len(shuffled))
         return shuffled
-    return shuffled.select(range(max_examples))
+    return shuffled.select(range(max_examples), keep_in_memory=True)
 
 
 def require_columns(dataset: Dataset, columns: Iterable[str], source: str) -> None:
@@ -94,7 +91,8 @@ def load_datasets(
         if not 0 < spec.ratio <= 1:
             raise UserError(f"{spec.name_or_path}: ratio must be in (0, 1], got {spec.ratio}")
         if spec.ratio < 1:
-            table = table.shuffle(seed=seed).select(range(round(len(table) * spec.ratio)))
+            table = table.shuffle(seed=seed, keep_in_memory=True).select(
+                range(round(len(table) * spec.ratio)), keep_in_memory=True)
         parts.append(table)
     mixed = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     sampled = sample_rows(mixed, max_examples, seed, source=", ".join(s.name_or_path for s in specs))

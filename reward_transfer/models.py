@@ -21,6 +21,7 @@ from transformers import (
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from reward_transfer.errors import UserError
+from reward_transfer.storage import looks_like_local_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
 
 
 def _offline_hint(name_or_path: str, what: str, err: Exception) -> UserError:
-    if Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~")):
+    if looks_like_local_path(name_or_path):
         where = "path does not exist" if not Path(name_or_path).expanduser().exists() else f"{err}"
         return UserError(f"cannot load {what} from {name_or_path}: {where}")
     return UserError(
@@ -98,16 +99,12 @@ REWARD_MODEL_INFO = "reward_model.json"
 LOADER_OPTIONS = {"init", "tokenizer_name_or_path", "trust_remote_code", "base_model", "merge", "trainable"}
 
 
-def _looks_local(name_or_path: str) -> bool:
-    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~"))
-
-
 def read_adapter_config(name_or_path: str) -> dict | None:
     """The adapter_config.json of a LoRA adapter (local dir or Hub repo), None when `name_or_path` is no adapter."""
     path = Path(name_or_path).expanduser()
     if (path / "adapter_config.json").is_file():
         return json.loads((path / "adapter_config.json").read_text())
-    if _looks_local(name_or_path):
+    if looks_like_local_path(name_or_path):
         return None
     try:
         from huggingface_hub import hf_hub_download
@@ -159,7 +156,7 @@ def _patch_list_tied_weights(model_class: type) -> None:
 
 def _load_config(name_or_path: str, trust_remote_code: bool | None) -> tuple[Any, bool | None]:
     """The model config; remote config code runs only when allowed (None: when the config asks for it)."""
-    if _looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
+    if looks_like_local_path(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise UserError(f"model path {name_or_path} does not exist")
     try:
         return AutoConfig.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code)), trust_remote_code
@@ -279,7 +276,7 @@ def load_reward_model(name_or_path: str, device: str | torch.device | None = Non
     `name_or_path`: a seq-cls RM with one output, an InternLM2-style remote-code RM, a LoRA adapter directory or
     Hub repo (its base resolved — itself possibly an adapter — and the adapter applied, trained head restored), or a
     merged directory. Options: `init` (auto | reward_model | causal_lm_new_head: a causal LM gets a new scalar
-    head), `tokenizer_name_or_path`, `trust_remote_code` (None: only when the config maps remote code),
+    head; an adapter's base loads as its reward_model.json records), `tokenizer_name_or_path`, `trust_remote_code` (None: only when the config maps remote code),
     `base_model` (override an adapter's base), `merge` (fold an adapter into the weights), `trainable` (adapter
     weights trainable). Returned in eval mode on `device` (default: GPU if any) in `dtype` (see `pick_dtype`).
     """
@@ -299,14 +296,14 @@ def load_reward_model(name_or_path: str, device: str | torch.device | None = Non
         base_path = options.get("base_model") or info.get("base_model") or adapter_config.get("base_model_name_or_path")
         if not base_path:
             raise UserError(f"adapter {name_or_path}: adapter_config.json names no base model")
-        if init == "auto":
-            init = info.get("init") or "auto"
+        # An adapter is a reward model whatever `init` says; how its base was loaded is the adapter's own record.
+        base_init = info.get("init")
         try:
             if read_adapter_config(base_path) is not None:  # trained on top of another adapter
-                model, _ = load_reward_model(base_path, "cpu", torch_dtype, init=init,
-                                             trust_remote_code=trust_remote_code, merge=True)
+                model, _ = load_reward_model(base_path, "cpu", torch_dtype, trust_remote_code=trust_remote_code,
+                                             merge=True)
             else:
-                base_init = init if init != "auto" else _adapter_base_init(base_path, trust_remote_code)
+                base_init = base_init or _adapter_base_init(base_path, trust_remote_code)
                 model = _load_reward_base(base_path, base_init, torch_dtype, trust_remote_code)
         except UserError as err:
             raise UserError(f"adapter {name_or_path}: cannot load its base model {base_path}: {err}") from err

@@ -280,9 +280,17 @@ def build_table2(results: RunResults, paper: dict | None = None) -> Table:
             paper_s_t = _paper_transferability(paper, paper_row, key, domain) if paper_row else None
             row.append(TableCell(_with_paper_text(transferability(truth, values, full).text, paper_s_t)))
         rows.append(row)
+        one_shot = {size: results.acc(layout.general_name(domain, size)) for size in sizes if size}
+        if any(v is not None for v in one_shot.values()):
+            bold = _bold_best([truth, *one_shot.values()])
+            rows.append([TableCell(f"{domain}, one fine-tune"), TableCell(_fmt(truth), bold[0]),
+                         *(TableCell(_fmt(v), b) for v, b in zip(one_shot.values(), bold[1:], strict=True)),
+                         TableCell(""), TableCell(transferability(truth, one_shot, full).text)])
     note = (
         f"Active learning ({MAIN_STRATEGY} sampling) on the general RM, columns = pairs selected so far; in "
-        f"brackets the same number of pairs chosen at random ({BASELINE_STRATEGY} selection, same loop)."
+        f"brackets the same number of pairs chosen at random ({BASELINE_STRATEGY} selection, same loop). "
+        "'one fine-tune': the general RM fine-tuned once on that many random pairs (the paper's "
+        "<domain>_2.5k/5k/7.5k runs)."
     )
     return Table("Table 2: active learning vs random selection", header, rows, note)
 
@@ -356,7 +364,8 @@ def render_markdown(tables: list[Table]) -> str:
 
 _TEX_REPLACEMENTS = {
     "\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
-    "—": "---", "≥": r"$\geq$", "−": "$-$", "±": r"$\pm$",
+    "—": "---", "≥": r"$\geq$", "−": "$-$", "±": r"$\pm$", "<": r"\textless{}", ">": r"\textgreater{}",
+    "{": r"\{", "}": r"\}", "$": r"\$", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
 }
 
 

@@ -163,7 +163,12 @@ class GridBuilder:
         template = self.profile.config_names.get(kind)
         if template is None:
             raise UserError(f"profile {self.profile.name}: config_names.{kind} is not set")
-        return template.format(**fields)
+        known = {"domain": "", "name": "", "source": "", "initial": "", "eval_config": "", **fields}
+        try:
+            return template.format(**known)
+        except (KeyError, IndexError, ValueError) as err:
+            raise UserError(f"profile {self.profile.name}: config_names.{kind} '{template}': {err!r} "
+                            f"(fields: {', '.join('{' + k + '}' for k in known)})") from err
 
     def _extra(self, kind: str) -> list[str]:
         return list(self.profile.overrides.get(kind, []))
@@ -615,8 +620,10 @@ def run_steps(steps: list[Step], profile: ProfileConfig, run: Path) -> list[Step
     console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)  # stays on the terminal while steps log
     results: list[StepResult] = []
     width = max(len(s.name) for s in steps)
+    console.write(f"reproduce {profile.name}: {len(steps)} steps (commands.sh and logs/ in {run})\n")
+    # disable=None: a live bar on a terminal; in a log file or CI the numbered step lines say the same.
     with console, tqdm(total=len(steps), file=console, unit="step", desc=f"reproduce {profile.name}",
-                       dynamic_ncols=True) as bar:
+                       dynamic_ncols=True, disable=None) as bar:
         for index, step in enumerate(steps, 1):
             prefix = f"[{index:>{len(str(len(steps)))}}/{len(steps)}] {step.name:<{width}}"
             if is_done(run, step, profile):
@@ -647,14 +654,16 @@ def reproduce(cfg: DictConfig) -> list[StepResult]:
     all_steps = GridBuilder(profile, run, best_of_n=cfg.best_of_n, paper=cfg.paper).build()
     steps = select_steps(all_steps, cfg.only, cfg.skip)
     run.mkdir(parents=True, exist_ok=True)
-    script = render_script(steps, profile)
-    atomic_write_text(run / "commands.sh", script)
-    (run / "commands.sh").chmod(0o755)
+    # commands.sh always holds the whole grid; a selection (only=/skip=) also gets its own script.
+    script_path = run / ("commands.sh" if len(steps) == len(all_steps) else "commands_selected.sh")
+    for path, listed in {run / "commands.sh": all_steps, script_path: steps}.items():
+        atomic_write_text(path, render_script(listed, profile))
+        path.chmod(0o755)
     atomic_write_json(layout.grid_file(run), grid_summary(profile))
     atomic_write_text(run / "reproduce_config.yaml", OmegaConf.to_yaml(cfg))
     if cfg.dry_run:
-        print(script, end="")
-        print(f"# {len(steps)} of {len(all_steps)} steps; written to {run / 'commands.sh'}")
+        print(script_path.read_text(), end="")
+        print(f"# {len(steps)} of {len(all_steps)} steps; written to {script_path}")
         return []
 
     check_inputs(steps, run)

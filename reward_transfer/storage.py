@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import Any
 
 
+def looks_like_local_path(name_or_path: str) -> bool:
+    """True for paths (existing, explicit, or nested deeper than a Hub `org/name` id), False for Hub ids."""
+    path = Path(name_or_path).expanduser()
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or len(path.parts) > 2:
+        return True
+    return len(path.parts) == 2 and Path(path.parts[0]).is_dir()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same directory and an atomic rename."""
     path = Path(path)
@@ -20,6 +28,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +59,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
         yield tmp
         replace_dir(tmp, path)

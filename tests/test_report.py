@@ -16,6 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 ACCURACY = {
     "math_scratch": 0.80,
+    "math_5": 0.55, "math_15": 0.82,  # one fine-tune on as many random pairs as AL rounds 1 and 3 selected
     "math_0k": 0.60, "math_20": 0.78, "math_40": 0.81, "math_60": 0.83,
     "code_scratch": 0.70,
     "code_0k": 0.50, "code_40": 0.72,  # 20 and 60 missing: a partial run
@@ -80,6 +81,8 @@ def test_table2_active_learning_with_random_in_brackets(run: Path) -> None:
     math_row = _row(md, "math", "0.8000")
     assert math_row[2:5] == ["0.7000 (0.7200)", "0.7900 (0.7500)", "**0.8100** (—)"]
     assert math_row[5:] == [f"{1 - 15 / 60:.4f}", "not reached (so far)"]
+    assert _row(md, "math, one fine-tune") == ["math, one fine-tune", "0.8000", "0.5500", "—", "**0.8200**", "",
+                                                f"≥{1 - 15 / 60:.4f}"]
     assert _row(md, "code", "0.7000")[2] == "— (—)"  # a lone number is not bold
 
 

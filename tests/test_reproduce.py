@@ -147,7 +147,7 @@ def test_every_step_composes_with_its_script_schema(tmp_path: Path, profile: str
 def test_an_in_process_step_gives_what_its_command_line_gives(tmp_path: Path, tiny_models) -> None:
     run = tmp_path / "run"
     reproduce(_config(run, tiny_models, *CHEAP))
-    line = next(c for c in (run / "commands.sh").read_text().splitlines() if c.startswith("python eval.py"))
+    line = next(c for c in (run / "commands_selected.sh").read_text().splitlines() if " name=math_0k " in c)
     command = line.replace(f"output_dir={layout.eval_dir(run, 'math_0k')}", f"output_dir={tmp_path / 'cli'}")
     result = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})

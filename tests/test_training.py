@@ -25,7 +25,7 @@ from training_helpers import (
 
 from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model
-from reward_transfer.training import _encode_pairs, checkpoint_dir, train_reward_model
+from reward_transfer.training import _encode_pairs, _load_rows, checkpoint_dir, train_reward_model
 
 NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "base")
 
@@ -192,6 +192,15 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_models, pair
 
 
 # --- data and the scoring protocol ---------------------------------------------------------------------------
+
+
+def test_smaller_samples_are_prefixes_of_larger_ones(pairs_dir, tmp_path):
+    def sample(n: int) -> list[str]:
+        cfg = compose_config("math_20k", tiny_run("unused", pairs_dir, tmp_path / "out", f"dataset.max_examples={n}"))
+        return [row["problem"] + row["accepted"] for row in _load_rows(cfg)]
+
+    small, large = sample(16), sample(32)
+    assert small == large[:16] and len(set(large)) == 32
 
 
 def test_long_pairs_are_truncated_keeping_the_prompt_or_dropped_and_counted(tiny_models):
