@@ -588,8 +588,11 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
         plot_active_learning(results, out / "active_learning.png"),
     ]
     summary = {
-        "accuracy": {name: results.acc(name) for name in sorted(results.accuracy, key=_sort_key)},
-        "best_of_n": results.best_of_n,
+        "accuracy": {name: {key: results.accuracy[name].get(key) for key in ("accuracy", "num_pairs", "ci95")}
+                     for name in sorted(results.accuracy, key=_sort_key)},
+        "best_of_n": {name: {key: result.get(key) for keys in BEST_OF_N_COLUMNS.values() for key in keys[:1]}
+                      | {"num_problems": result.get("num_problems")}
+                      for name, result in sorted(results.best_of_n.items(), key=lambda item: _sort_key(item[0]))},
         "grid": results.grid,
     }
     atomic_write_json(out / "summary.json", summary)

@@ -331,8 +331,8 @@ class GridBuilder:
                                          [*start_needs, f"generate/{domain}",
                                           *([f"select/{layout.active_learning_name(domain, strategy, k - 1)}"]
                                             if k > 1 else [])])
-                    self.train("train_al", "active_learning", name, domain, start, None, [select.name], data=state,
-                               initial=initial)
+                    self.train("train_al", "active_learning", name, domain, start, None, [select.name, *start_needs],
+                               data=state, initial=initial)
                     self.evaluate("active_learning", name, domain, self._model_path(name), [f"train/{name}"],
                                   kind="eval_al", initial=initial)
                     self.merge("active_learning", name, start, start_needs)
@@ -340,7 +340,10 @@ class GridBuilder:
                 finals[domain, strategy] = layout.active_learning_name(domain, strategy, al.rounds)
         return finals
 
-    def _best_of_n(self, domains, crosses, subsets, finals) -> None:
+    def _best_of_n(self, domains: list[str], crosses: list[tuple[str, str]], subsets: list[int],
+                   finals: dict[tuple[str, str], str]) -> None:
+        """Best-of-n with each final model: R_truth, the untouched and fully fine-tuned R_gen, the full
+        cross-domain fine-tune and the last round of each active-learning strategy."""
         full = max(subsets) if subsets else None
         for domain in domains:
             truth = layout.truth_name(domain)

@@ -1,6 +1,7 @@
 """Shared fixtures. Tests never reach the network: the Hub libraries are forced offline here."""
 
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -21,3 +22,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     from reward_transfer.tiny import ensure_tiny_models
 
     return ensure_tiny_models(tmp_path_factory.mktemp("tiny"))
+
+
+def free_port() -> int:
+    """A free loopback port, so concurrent `accelerate launch` runs don't fight over torchrun's default 29500."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

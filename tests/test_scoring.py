@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import free_port
 from scoring_helpers import OFFLINE_ENV, REPO_ROOT
 
 from reward_transfer.conversations import encode_conversation
@@ -120,7 +121,7 @@ def test_accelerate_processes_share_the_work_and_gather_in_order(tiny_models, re
     # launcher (`--multi_gpu`) starts two, which then talk over gloo on this GPU-less machine.
     accelerate = REPO_ROOT / ".venv" / "bin" / "accelerate"
     done = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                           "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path)],
+                           "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path)],
                           cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads((tmp_path / f"scores-{rank}.json").read_text()) for rank in (0, 1)]

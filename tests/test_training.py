@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 from datasets import Dataset
 from hydra.errors import ConfigCompositionException
 from safetensors.torch import load_file
@@ -279,13 +280,16 @@ def test_the_script_reports_bad_input_in_one_line_with_exit_code_1(tmp_path):
 
 
 def test_training_under_accelerate_with_two_cpu_processes(tiny_models, pairs_dir, tmp_path):
+    # accelerate 1.15 starts ONE process for `--cpu --num_processes 2` unless MPI is installed; its torchrun
+    # launcher (`--multi_gpu`) starts two, which train as DDP over gloo on this GPU-less machine.
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "train_reward_model.py", "--config-name=demo_math",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--main_process_port", str(free_port()),
+               "--mixed_precision", "no", "--dynamo_backend", "no", "train_reward_model.py", "--config-name=demo_math",
                *tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=2", "train.per_device_train_batch_size=2"),
                f"hydra.run.dir={tmp_path / 'hydra'}"]
     result = subprocess.run(command, cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "adapter_model.safetensors").exists() and (out / "log_history.json").exists()
-    assert json.loads((out / "training_summary.json").read_text())["steps"] == 2
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["num_processes"] == 2
