@@ -7,12 +7,12 @@ import hydra
 from omegaconf import DictConfig
 
 from reward_transfer.active_learning import select_pairs
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 
 
 @hydra.main(version_base="1.3", config_path="configs/active_data_selection", config_name=None)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with entry_point():
         select_pairs(cfg)
 
 

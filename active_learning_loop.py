@@ -8,12 +8,12 @@ import hydra
 from omegaconf import DictConfig
 
 from reward_transfer.active_learning_loop import run_active_learning
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 
 
 @hydra.main(version_base="1.3", config_path="configs/active_learning_loop", config_name=None)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with entry_point():
         run_active_learning(cfg)
 
 

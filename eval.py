@@ -6,13 +6,13 @@ accelerate launch --config_file=deepspeed/1_1GPU.yaml eval.py --config-name=math
 import hydra
 from omegaconf import DictConfig
 
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 from reward_transfer.evaluation import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="configs/eval", config_name=None)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with entry_point():
         evaluate(cfg)
 
 

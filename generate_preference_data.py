@@ -3,13 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 from reward_transfer.generation import generate_preference_data
 
 
 @hydra.main(version_base="1.3", config_path="configs/generate_preference_data", config_name=None)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with entry_point():
         generate_preference_data(cfg)
 
 

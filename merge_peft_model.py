@@ -2,7 +2,7 @@
 
 import argparse
 
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 from reward_transfer.merging import merge_adapter
 
 
@@ -15,7 +15,7 @@ def main() -> None:
                         help="where to write the merged model (default: <model_name>-merged)")
     parser.add_argument("--push_to_hub", action="store_true", help="also upload the merged model to the Hub")
     args = parser.parse_args()
-    with exit_on_user_error():
+    with entry_point():
         merge_adapter(args.base_model, args.model_name, args.output_dir, args.push_to_hub)
 
 

@@ -3,7 +3,7 @@
 import argparse
 import logging
 
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 from reward_transfer.reporting import write_report
 
 
@@ -14,7 +14,7 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="put the paper's published numbers beside ours")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with exit_on_user_error():
+    with entry_point():
         report = write_report(args.run, args.out, paper=args.paper)
     print(report.tables_md.read_text())
     for path in (report.tables_md, report.tables_tex, *report.figures, report.summary):

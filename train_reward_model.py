@@ -3,13 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from reward_transfer.errors import exit_on_user_error
+from reward_transfer.cli import entry_point
 from reward_transfer.training import train_reward_model
 
 
 @hydra.main(version_base="1.3", config_path="configs/train_reward_model", config_name=None)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with entry_point():
         train_reward_model(cfg)
 
 

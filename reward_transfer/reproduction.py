@@ -574,10 +574,7 @@ def execute(step: Step, profile: ProfileConfig, run: Path) -> None:
 
 
 def _environment(profile: ProfileConfig) -> None:
-    """HF_TOKEN/WANDB_API_KEY from `.env` (the seed's setup); offline profiles never reach the network."""
-    from dotenv import load_dotenv
-
-    load_dotenv(REPO_ROOT / ".env", override=False)
+    """Offline profiles never reach the network (`.env` was read by the entry point)."""
     if profile.offline:
         for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             os.environ.setdefault(var, "1")
