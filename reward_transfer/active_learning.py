@@ -19,8 +19,8 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
-from reward_transfer.config import HubConfig, register_schema
-from reward_transfer.data import load_table, require_columns
+from reward_transfer.config import HubConfig, ScoringModelConfig, register_schema
+from reward_transfer.data import PAIR_COLUMNS, load_table, require_columns
 from reward_transfer.errors import UserError
 from reward_transfer.evaluation import pair_kind
 from reward_transfer.scoring import load_reward_model, process_state, score_pairs_with_stats
@@ -30,20 +30,9 @@ log = logging.getLogger(__name__)
 
 STATE_INFO = "al_state.json"
 SUMMARY_FILE = "selection_summary.json"
-PAIR_COLUMNS = ("problem", "accepted", "rejected")
 STRATEGIES = ("margin", "argmin", "random")
 TRAIN_ON = ("new", "all")
 HISTOGRAM_BINS = 10
-
-
-@dataclass
-class SelectionModelConfig:
-    model_name_or_path: str = "???"
-    tokenizer_name_or_path: str | None = None
-    trust_remote_code: bool | None = None
-    device: str | None = None
-    dtype: str = "auto"
-    max_length: int = 1024
 
 
 @dataclass
@@ -65,7 +54,7 @@ class SelectionConfig:
 @dataclass
 class ActiveDataSelectionConfig:
     domain: str = "???"
-    model: SelectionModelConfig = field(default_factory=SelectionModelConfig)
+    model: ScoringModelConfig = field(default_factory=ScoringModelConfig)
     dataset: SelectionDatasetConfig = field(default_factory=SelectionDatasetConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     seed: int = 42

@@ -28,6 +28,18 @@ class HubConfig:
     private: bool = False
 
 
+@dataclass
+class ScoringModelConfig:
+    """The reward model a scoring stage (evaluation, selection) loads through `load_reward_model`."""
+
+    model_name_or_path: str = "???"
+    tokenizer_name_or_path: str | None = None
+    trust_remote_code: bool | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    max_length: int = 1024
+
+
 def register_schema(group_name: str, node: type) -> None:
     """Register `node` as `<group_name>_schema` so a YAML can start with `defaults: [<group_name>_schema, _self_]`."""
     ConfigStore.instance().store(name=f"{group_name}_schema", node=node)

@@ -16,6 +16,7 @@ from reward_transfer.storage import looks_like_local_path
 
 log = logging.getLogger(__name__)
 
+PAIR_COLUMNS = ("problem", "accepted", "rejected")  # what every pair dataset has (generation writes more)
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 

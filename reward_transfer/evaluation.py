@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from reward_transfer.config import DatasetSpec, LoggingConfig, register_schema
-from reward_transfer.data import load_datasets, load_table, require_columns
+from reward_transfer.config import DatasetSpec, LoggingConfig, ScoringModelConfig, register_schema
+from reward_transfer.data import PAIR_COLUMNS, load_datasets, load_table, require_columns
 from reward_transfer.errors import UserError
 from reward_transfer.scoring import (
     load_reward_model,
@@ -27,19 +27,8 @@ from reward_transfer.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ("problem", "accepted", "rejected")
 CANDIDATE_COLUMNS = ("problem_id", "problem", "response", "correct")
 MODES = ("pairs", "best_of_n")
-
-
-@dataclass
-class EvalModelConfig:
-    model_name_or_path: str = "???"
-    tokenizer_name_or_path: str | None = None
-    trust_remote_code: bool | None = None
-    device: str | None = None
-    dtype: str = "auto"
-    max_length: int = 1024
 
 
 @dataclass
@@ -60,7 +49,7 @@ class EvalConfig:
     name: str = "???"
     domain: str | None = None
     mode: str = "pairs"
-    model: EvalModelConfig = field(default_factory=EvalModelConfig)
+    model: ScoringModelConfig = field(default_factory=ScoringModelConfig)
     dataset: EvalDatasetConfig = field(default_factory=EvalDatasetConfig)
     best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
     output_dir: str = "outputs/eval/${name}"

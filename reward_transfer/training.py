@@ -23,7 +23,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
 from reward_transfer.conversations import encode_conversation
-from reward_transfer.data import load_datasets
+from reward_transfer.data import PAIR_COLUMNS, load_datasets
 from reward_transfer.errors import UserError
 from reward_transfer.models import (
     REWARD_MODEL_INFO,
@@ -36,7 +36,6 @@ from reward_transfer.storage import atomic_write_json, atomic_write_text, replac
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ("problem", "accepted", "rejected")
 LONG_PAIR_POLICIES = ("truncate", "drop")
 INIT_MODES = ("reward_model", "causal_lm_new_head")
 RESULT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "log_history.json",
