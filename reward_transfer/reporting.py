@@ -498,12 +498,14 @@ def plot_accuracy_vs_size(results: RunResults, out: Path) -> Path | None:
         return None
     fig, axes, plt = _figure(len(domains), "Judgment accuracy vs fine-tuning pairs")
     for ax, domain in zip(axes, domains, strict=True):
-        for label, points in lines[domain]:
+        for index, (label, points) in enumerate(lines[domain]):
+            # Lines side by side at each size, a little apart, so their intervals don't hide each other.
+            dodge = (index - (len(lines[domain]) - 1) / 2) * 0.012 * max(sizes)
             values = [float(r["accuracy"]) for _, r in points]
             low, high = zip(*(r.get("ci95") or (r["accuracy"], r["accuracy"]) for _, r in points), strict=True)
             errors = [[v - lo for v, lo in zip(values, low, strict=True)],
                       [hi - v for v, hi in zip(values, high, strict=True)]]
-            ax.errorbar([s for s, _ in points], values, yerr=errors, marker="o", capsize=3,
+            ax.errorbar([s + dodge for s, _ in points], values, yerr=errors, marker="o", capsize=3,
                         label=f"{label} fine-tuned (95% CI)")
         truth = results.acc(layout.truth_name(domain))
         if truth is not None:
