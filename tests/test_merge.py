@@ -13,7 +13,6 @@ from training_helpers import (
     OFFLINE_ENV,
     REPO_ROOT,
     compose_config,
-    one_cpu_thread,
     score,
     synthetic_pairs,
     tiny_run,
@@ -29,12 +28,7 @@ from reward_transfer.training import train_reward_model
 
 ROWS = [*synthetic_pairs(6, seed=3),
         {"problem": "Sort [3, 1, 2].", "accepted": "def solve():\n    print(1)", "rejected": "x"}]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with one_cpu_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_cpu_thread")
 
 
 @pytest.fixture(scope="module")

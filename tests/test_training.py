@@ -16,7 +16,6 @@ from training_helpers import (
     OFFLINE_ENV,
     REPO_ROOT,
     compose_config,
-    one_cpu_thread,
     pair_accuracy,
     score,
     synthetic_pairs,
@@ -29,12 +28,7 @@ from reward_transfer.models import load_reward_model
 from reward_transfer.training import _encode_pairs, _load_rows, checkpoint_dir, train_reward_model
 
 NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "base")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with one_cpu_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_cpu_thread")
 
 
 @pytest.fixture(scope="module")
