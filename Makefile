@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-$(VENV)/.installed: requirements.txt requirements-deepspeed.txt requirements-gpu.txt pyproject.toml setup.sh
+$(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt requirements-deepspeed.txt pyproject.toml setup.sh
 	./setup.sh
 
 .PHONY: setup demo test lint bench

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Create or refresh .venv with everything the project needs. Safe to re-run.
-# GPU extras (vLLM) are installed only when an NVIDIA GPU is visible.
+# One resolve per machine kind: requirements.txt with requirements-gpu.txt (torch + vLLM, where an NVIDIA GPU
+# is visible) or requirements-cpu.txt (the CPU build of torch). Ends with `pip check` and an import check.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  KIND=gpu
+else
+  KIND=cpu
+fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install -r requirements.txt
+"${PIP[@]}" install -r requirements.txt -r "requirements-$KIND.txt"
 # DeepSpeed builds its wheel against the torch already installed; with build isolation pip would
 # fetch a second (CUDA, multi-GB) torch into the build environment.
 "${PIP[@]}" install --no-build-isolation -r requirements-deepspeed.txt
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  "${PIP[@]}" install -r requirements-gpu.txt
-fi
 "${PIP[@]}" install --no-deps -e .
+"$VENV/bin/python" -m pip --disable-pip-version-check check
+"$VENV/bin/python" -m reward_transfer.install_check
 touch "$VENV/.installed"
-echo "setup.sh: environment ready in $VENV"
+echo "setup.sh: $KIND environment ready in $VENV"

@@ -20,6 +20,7 @@ from reward_transfer.models import (
     read_reward_model_info,
     reward_head_name,
     reward_token_id,
+    write_legacy_rope_scaling,
 )
 from reward_transfer.storage import atomic_directory, atomic_write_json, atomic_write_text
 
@@ -77,6 +78,7 @@ def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Pat
     head = reward_head_name(model)
     with atomic_directory(target) as staging:
         model.to(save_dtype).save_pretrained(staging)
+        write_legacy_rope_scaling(staging)
         tokenizer.save_pretrained(staging)
         _copy_remote_code(base, staging)
         atomic_write_json(staging / REWARD_MODEL_INFO, {

@@ -3,6 +3,8 @@
 Every script loads models through this module so a path that works in one stage works in all of them.
 """
 
+import copy
+import functools
 import json
 import logging
 import sys
@@ -15,6 +17,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -77,15 +80,29 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
 
 def load_causal_lm(name_or_path: str, device: str | torch.device | None = None,
                    dtype: str | torch.dtype | None = None, trust_remote_code: bool = False):
-    """A causal LM on `device` in `dtype` (see `pick_dtype`), in eval mode."""
+    """A causal LM on `device` in `dtype` (see `pick_dtype`), in eval mode (remote code handled as for RMs)."""
     target = pick_device(device)
+    config, trusted = _load_config(name_or_path, trust_remote_code or None)
+    auto_map = getattr(config, "auto_map", None) or {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=pick_dtype(target, dtype), trust_remote_code=trust_remote_code
-        )
+        if trusted and "AutoModelForCausalLM" in auto_map:
+            model_class = _remote_class(auto_map["AutoModelForCausalLM"], name_or_path, "AutoModelForCausalLM")
+            model = _from_pretrained(model_class, name_or_path, config, pick_dtype(target, dtype))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, config=config, dtype=pick_dtype(target, dtype),
+                                                         trust_remote_code=bool(trusted))
     except (OSError, ValueError) as err:
         raise _offline_hint(name_or_path, "causal LM", err) from err
     return model.to(target).eval()
+
+
+def _from_pretrained(model_class: type, name_or_path: str, config: Any, dtype: torch.dtype) -> PreTrainedModel:
+    """`model_class.from_pretrained` on a prepared config; remote rotary buffers recomputed after loading."""
+    model = model_class.from_pretrained(name_or_path, config=config, dtype=dtype)
+    restored = restore_rotary_buffers(model)
+    if restored:
+        log.info("%s: recomputed the rotary buffers of %d remote-code modules", name_or_path, restored)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -159,13 +176,98 @@ def _load_config(name_or_path: str, trust_remote_code: bool | None) -> tuple[Any
     if looks_like_local_path(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise UserError(f"model path {name_or_path} does not exist")
     try:
-        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code)), trust_remote_code
-    except ValueError as err:
-        if "trust_remote_code" not in str(err) or trust_remote_code is not None:
-            raise _offline_hint(name_or_path, "model config", err) from err
-    except OSError as err:
+        config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
+        remote_config = (config_dict.get("auto_map") or {}).get("AutoConfig")
+        if remote_config is None:
+            return AutoConfig.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code)), trust_remote_code
+        if trust_remote_code is False:
+            raise UserError(f"{name_or_path}: its config is remote code; set model.trust_remote_code=true (or null)")
+        return _remote_config(name_or_path, remote_config, config_dict), True
+    except (OSError, ValueError) as err:
         raise _offline_hint(name_or_path, "model config", err) from err
-    return AutoConfig.from_pretrained(name_or_path, trust_remote_code=True), True
+
+
+def legacy_rope_scaling(rope: dict | None) -> dict | None:
+    """`rope_scaling` as transformers-4 remote code reads it: None for plain RoPE, else a dict with `type`.
+
+    transformers 5 rewrites a config's `rope_scaling` into its `rope_parameters` form, in place: None becomes
+    {rope_type: default, rope_theta: ...} and scaling dicts gain keys. InternLM2's `_init_rope` then reads
+    `rope_scaling["type"]` (KeyError) and its config check wants exactly {type, factor} (ValueError).
+    """
+    if not rope:
+        return None
+    kind = rope.get("type") or rope.get("rope_type") or "default"
+    if kind == "default":
+        return None
+    return {"type": kind, **{k: v for k, v in rope.items() if k not in ("type", "rope_type", "rope_theta")}}
+
+
+def _remote_config(name_or_path: str, reference: str, config_dict: dict) -> Any:
+    """A remote-code config built once from a private copy of config.json, `rope_scaling` kept in legacy form."""
+    config_class = get_class_from_dynamic_module(reference, name_or_path)
+    config_class.register_for_auto_class("AutoConfig")
+    config_dict = copy.deepcopy(config_dict)
+    rope = legacy_rope_scaling(config_dict.pop("rope_parameters", None) or config_dict.get("rope_scaling"))
+    config_dict["rope_scaling"] = copy.deepcopy(rope)
+    config = config_class.from_dict(config_dict)
+    config.rope_scaling = rope
+    return config
+
+
+def write_legacy_rope_scaling(checkpoint_dir: Path) -> None:
+    """Rewrite a saved remote-code config.json so its RoPE settings read as the checkpoint's own code expects.
+
+    transformers 5 saves `rope_parameters`; InternLM2's config class (and transformers 4, and vLLM's InternLM2)
+    read `rope_scaling`, and would silently drop a dynamic scaling otherwise.
+    """
+    path = Path(checkpoint_dir) / "config.json"
+    config = json.loads(path.read_text())
+    if "AutoConfig" not in (config.get("auto_map") or {}) or "rope_parameters" not in config:
+        return
+    config["rope_scaling"] = legacy_rope_scaling(config.pop("rope_parameters"))
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _record_rotary_init(module: Any) -> None:
+    """Make each rotary-embedding class of a remote module remember its constructor arguments (see
+    `restore_rotary_buffers`); classes transformers itself re-initialises (`original_inv_freq`) are left alone."""
+    for cls in [obj for obj in vars(module).values() if isinstance(obj, type)]:
+        if "RotaryEmbedding" not in cls.__name__ or "__init__" not in cls.__dict__ or "_init_recorded" in cls.__dict__:
+            continue
+        original = cls.__init__
+
+        @functools.wraps(original)
+        def recording_init(self, *args, _original=original, **kwargs):
+            _original(self, *args, **kwargs)
+            self._init_arguments = (args, kwargs)
+
+        cls.__init__ = recording_init
+        cls._init_recorded = True
+
+
+def restore_rotary_buffers(model: torch.nn.Module) -> int:
+    """Recompute the non-persistent buffers of remote rotary embeddings (InternLM2's `inv_freq`, cos/sin caches).
+
+    transformers 5 builds a model on the meta device and refills non-persistent buffers with `torch.empty_like`
+    (uninitialised memory); it recomputes only its own rotary modules. Remote ones compute their buffers in
+    `__init__`, so each is rebuilt on the CPU from its recorded arguments and its buffers copied over (device
+    and dtype of the loaded ones). Returns how many modules were restored.
+    """
+    restored = 0
+    for module in model.modules():
+        arguments = getattr(module, "_init_arguments", None)
+        if arguments is None or hasattr(module, "original_inv_freq"):
+            continue
+        args, kwargs = arguments
+        with torch.device("cpu"):
+            fresh = type(module)(*args, **{**kwargs, **({"device": None} if "device" in kwargs else {})})
+        for name in module._non_persistent_buffers_set:
+            loaded, value = getattr(module, name), getattr(fresh, name, None)
+            if value is None or loaded is None:
+                continue
+            module.register_buffer(name, value.to(device=loaded.device, dtype=loaded.dtype), persistent=False)
+        restored += 1
+    return restored
 
 
 def _model_family(config: Any, init: str, name_or_path: str) -> str:
@@ -202,6 +304,7 @@ def _remote_class(reference: str, name_or_path: str, auto_class: str) -> type:
         raise UserError(f"{name_or_path}: its remote code has no class {reference} ({err.__class__.__name__}); "
                         "no one-output reward model can be built from it with this transformers version") from err
     _patch_list_tied_weights(model_class)
+    _record_rotary_init(sys.modules[model_class.__module__])
     model_class.register_for_auto_class(auto_class)
     return model_class
 
@@ -215,42 +318,41 @@ def _load_reward_base(name_or_path: str, init: str, dtype: torch.dtype, trust_re
         # The configs name these models on purpose; their custom head only exists in remote code.
         trust_remote_code = bool(auto_map)
     family = _model_family(config, init, name_or_path)
-    # One label (id2label of length 1 sets num_labels=1 without the length-mismatch warning).
-    kwargs = {"dtype": dtype, "id2label": {0: "reward"}, "label2id": {"reward": 0},
-              "trust_remote_code": trust_remote_code}
+    # One label (id2label of length 1 sets num_labels=1); the remote configs default to 2.
+    config.id2label, config.label2id = {0: "reward"}, {"reward": 0}
     if family == "remote_reward" and not trust_remote_code:
         raise UserError(f"{name_or_path} needs remote code (model.trust_remote_code=true): its head only exists there")
     remote = bool(auto_map) and trust_remote_code
     try:
         if family == "remote_reward":
-            # Its auto_map only maps AutoModel and its config defaults to num_labels=2: load the class directly.
-            model = _remote_class(auto_map["AutoModel"], name_or_path, "AutoModel").from_pretrained(
-                name_or_path, **kwargs)
+            # Its auto_map only maps AutoModel: load the class directly.
+            model = _from_pretrained(_remote_class(auto_map["AutoModel"], name_or_path, "AutoModel"), name_or_path,
+                                     config, dtype)
             if getattr(model.config, "reward_token_id", None) is None:
                 raise UserError(f"{name_or_path}: remote-code reward model without config.reward_token_id")
         elif remote and "AutoModelForSequenceClassification" in auto_map:
-            model = _remote_class(auto_map["AutoModelForSequenceClassification"], name_or_path,
-                                  "AutoModelForSequenceClassification").from_pretrained(name_or_path, **kwargs)
+            model = _from_pretrained(_remote_class(auto_map["AutoModelForSequenceClassification"], name_or_path,
+                                                   "AutoModelForSequenceClassification"), name_or_path, config, dtype)
         elif remote and family == "causal_lm_new_head" and "AutoModelForCausalLM" in auto_map:
             reference = auto_map["AutoModelForCausalLM"].replace("ForCausalLM", "ForSequenceClassification")
-            model = _remote_class(reference, name_or_path, "AutoModelForSequenceClassification").from_pretrained(
-                name_or_path, **kwargs)
+            model = _from_pretrained(_remote_class(reference, name_or_path, "AutoModelForSequenceClassification"),
+                                     name_or_path, config, dtype)
         elif family == "causal_lm_new_head":
             # hides the expected "score missing / lm_head unexpected" load report
             from trl.trainer.reward_trainer import suppress_seqcls_warning
 
             with suppress_seqcls_warning():
-                model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+                model = AutoModelForSequenceClassification.from_pretrained(name_or_path, config=config, dtype=dtype)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, config=config, dtype=dtype)
     except (OSError, ValueError) as err:
         raise _offline_hint(name_or_path, "reward model", err) from err
-    if "AutoConfig" in auto_map:
-        type(model.config).register_for_auto_class("AutoConfig")
     head = getattr(model, reward_head_name(model))
     if getattr(head, "out_features", 1) != 1:
         raise UserError(f"{name_or_path}: the head has {head.out_features} outputs; a reward model has one")
     model.config.num_labels = 1
+    # A reward model never decodes; transformers-4 remote code would build a legacy KV cache (gone in 5).
+    model.config.use_cache = False
     return model
 
 

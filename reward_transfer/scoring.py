@@ -65,7 +65,9 @@ def process_state() -> PartialState:
 
 
 def _forward_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    output = model(input_ids=input_ids, attention_mask=attention_mask)
+    # No KV cache: scoring never decodes, and remote code written for transformers 4 (InternLM2) builds its
+    # cache through `DynamicCache.from_legacy_cache`, which transformers 5 removed.
+    output = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     logits = output.logits if hasattr(output, "logits") else output[0]
     if logits.dim() == 2:
         logits = logits[:, 0]

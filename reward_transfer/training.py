@@ -5,6 +5,7 @@
 tokenizer, `log_history.json`, `train_config.yaml`, `reward_model.json` and a model card into `output_dir`.
 """
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -291,7 +292,11 @@ def _training_arguments(cfg: DictConfig, checkpoints: Path):
     bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if cfg.model.dtype is None else cfg.model.dtype in (
         "bf16", "bfloat16")
     train = cfg.train
+    # transformers 5.21 renamed `gradient_checkpointing` to `activation_checkpointing`; vLLM's range ends before it.
+    names = {f.name for f in dataclasses.fields(RewardConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return RewardConfig(
+        **{checkpointing: train.gradient_checkpointing},
         output_dir=str(checkpoints),
         per_device_train_batch_size=train.per_device_train_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
@@ -303,7 +308,6 @@ def _training_arguments(cfg: DictConfig, checkpoints: Path):
         optim=train.optim,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
-        activation_checkpointing=train.gradient_checkpointing,  # the v5 name of gradient checkpointing
         disable_dropout=train.disable_dropout,
         # TRL turns bf16 on whenever fp16 is off, CPUs included: decide it from the hardware instead.
         bf16=bf16,

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from tiny_internlm2 import build_tiny_internlm2
 from training_helpers import (
     OFFLINE_ENV,
     REPO_ROOT,
@@ -24,6 +23,7 @@ from reward_transfer.conversations import conversation
 from reward_transfer.errors import UserError
 from reward_transfer.merging import merge_adapter
 from reward_transfer.models import load_reward_model
+from reward_transfer.tiny_internlm2 import build_tiny_internlm2
 from reward_transfer.training import train_reward_model
 
 ROWS = [*synthetic_pairs(6, seed=3),
@@ -80,11 +80,11 @@ def test_internlm2_style_remote_code_model_trains_saves_its_v_head_and_merges(pa
          "--output_dir", str(merged)], cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((merged / "config.json").read_text())
-    assert config["auto_map"]["AutoModel"].endswith("TinyInternLM2ForRewardModel")
-    assert (merged / "modeling_tiny_internlm2.py").exists() and (merged / "configuration_tiny_internlm2.py").exists()
+    assert config["auto_map"]["AutoModel"].endswith("InternLM2ForRewardModel")
+    assert (merged / "modeling_internlm2.py").exists() and (merged / "configuration_internlm2.py").exists()
     _assert_merge_is_exact(adapter, merged)
     model, tokenizer = load_reward_model(str(merged))
-    own = model.get_score(tokenizer, conversation(ROWS[0]["problem"], ROWS[0]["accepted"]))  # appends <|reward|>
+    own = model.get_score(tokenizer, conversation(ROWS[0]["problem"], ROWS[0]["accepted"]))  # appends the reward token
     assert abs(own - score(model, tokenizer, [ROWS[0]["problem"]], [ROWS[0]["accepted"]]).item()) < 1e-5
 
 

@@ -32,8 +32,8 @@ def reward_model(tiny_models):
 
 @pytest.fixture(scope="module")
 def internlm2_style_model(tmp_path_factory):
-    """The remote-code stand-in for InternLM2-7B-reward: scores read at an appended <|reward|> token."""
-    from tiny_internlm2 import build_tiny_internlm2
+    """The remote-code stand-in for InternLM2-7B-reward: scores read at an appended reward token."""
+    from reward_transfer.tiny_internlm2 import build_tiny_internlm2
 
     return load_reward_model(str(build_tiny_internlm2(tmp_path_factory.mktemp("internlm2"))), device="cpu")
 
