@@ -66,7 +66,11 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
                    ) -> PreTrainedTokenizerBase:
     """A tokenizer with a pad token (a distinct one where possible) and the requested padding side."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        slow_class = _remote_slow_tokenizer(name_or_path) if trust_remote_code else None
+        if slow_class is not None:
+            tokenizer = slow_class.from_pretrained(name_or_path)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise _offline_hint(name_or_path, "tokenizer", err) from err
     if tokenizer.pad_token is None:
@@ -76,6 +80,23 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
         log.info("tokenizer %s has no pad token; using %r", name_or_path, candidate)
     tokenizer.padding_side = padding_side
     return tokenizer
+
+
+def _remote_slow_tokenizer(name_or_path: str) -> type | None:
+    """The slow tokenizer class a checkpoint's remote code declares (`auto_map.AutoTokenizer[0]`), if any.
+
+    Remote fast tokenizers written for transformers 4 (InternLM2's) are converted from the SentencePiece model
+    at load time with converter APIs that transformers 5 changed: the conversion appends `<|im_start|>` and
+    `<|im_end|>` as new ids beyond the vocabulary, merges pieces differently, and cannot be saved and loaded
+    back. The slow class runs the checkpoint's own SentencePiece model and keeps every id, so it is used.
+    """
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    config = get_tokenizer_config(name_or_path)
+    references = (config.get("auto_map") or {}).get("AutoTokenizer")
+    if not isinstance(references, (list, tuple)) or not references or not references[0]:
+        return None
+    return get_class_from_dynamic_module(references[0], name_or_path)
 
 
 def load_causal_lm(name_or_path: str, device: str | torch.device | None = None,

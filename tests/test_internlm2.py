@@ -18,7 +18,14 @@ from safetensors.torch import load_file
 
 from reward_transfer.models import load_causal_lm, load_reward_model, load_tokenizer
 from reward_transfer.scoring import score_conversations
-from reward_transfer.tiny_internlm2 import IM_TOKENS, REWARD_TOKEN, build_tiny_internlm2, modeling_internlm2
+from reward_transfer.tiny_internlm2 import (
+    IM_TOKENS,
+    PLACEHOLDERS,
+    RENAMED,
+    REWARD_TOKEN,
+    build_tiny_internlm2,
+    modeling_internlm2,
+)
 from reward_transfer.tiny_internlm2.configuration_internlm2 import InternLM2Config
 
 pytestmark = pytest.mark.usefixtures("single_cpu_thread")
@@ -51,7 +58,7 @@ def conversations() -> list[list[dict[str, str]]]:
 
 def test_scores_equal_the_checkpoints_own_get_scores_on_every_load(reward_checkpoint):
     own = reference(reward_checkpoint)
-    expected = own.get_scores(load_tokenizer(str(reward_checkpoint)), conversations())
+    expected = own.get_scores(load_tokenizer(str(reward_checkpoint), trust_remote_code=True), conversations())
     loads = []
     for _ in range(2):
         model, tokenizer = load_reward_model(str(reward_checkpoint), device="cpu")
@@ -87,17 +94,30 @@ def test_scoring_never_builds_the_removed_legacy_cache(reward_checkpoint):
     assert np.isfinite(scores).all()
 
 
+def sentencepiece_ids(path: Path) -> dict[str, int]:
+    """The ids the checkpoint's own SentencePiece model gives its chat and reward tokens (the ground truth)."""
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_file=str(path / "tokenizer.model"))
+    return {RENAMED.get(piece, piece): processor.piece_to_id(piece) for piece in PLACEHOLDERS}
+
+
 def test_special_token_ids_survive_load_save_load(reward_checkpoint, tmp_path):
+    expected = sentencepiece_ids(reward_checkpoint)
+    assert set(expected) == {*IM_TOKENS, REWARD_TOKEN}
     first = load_tokenizer(str(reward_checkpoint), trust_remote_code=True)
-    ids = {token: first.convert_tokens_to_ids(token) for token in (*IM_TOKENS, REWARD_TOKEN)}
-    assert ids[REWARD_TOKEN] == json.loads((reward_checkpoint / "config.json").read_text())["reward_token_id"]
-    assert first.unk_token_id not in ids.values() and len(set(ids.values())) == 3
+    assert type(first).__name__ == "InternLM2Tokenizer"  # the fast conversion breaks on transformers 5
+    assert {token: first.convert_tokens_to_ids(token) for token in expected} == expected
+    assert expected[REWARD_TOKEN] == json.loads((reward_checkpoint / "config.json").read_text())["reward_token_id"]
     first.save_pretrained(tmp_path)
+    for name in ("tokenization_internlm2.py", "tokenization_internlm2_fast.py"):  # as merging copies remote code
+        (tmp_path / name).write_text((reward_checkpoint / name).read_text())
     again = load_tokenizer(str(tmp_path), trust_remote_code=True)
-    assert {token: again.convert_tokens_to_ids(token) for token in ids} == ids
+    assert {token: again.convert_tokens_to_ids(token) for token in expected} == expected
     text = first.apply_chat_template(conversations()[0], tokenize=False)
-    assert again(text, add_special_tokens=False)["input_ids"] == first(text, add_special_tokens=False)["input_ids"]
-    assert first(text, add_special_tokens=False)["input_ids"].count(ids["<|im_end|>"]) == 2
+    ids = first(text, add_special_tokens=False)["input_ids"]
+    assert again(text, add_special_tokens=False)["input_ids"] == ids
+    assert ids.count(expected["<|im_end|>"]) == 2 and ids[0] == first.bos_token_id and max(ids) < first.vocab_size
 
 
 def test_sft_checkpoint_loads_as_causal_lm_and_as_new_head_reward_model(tmp_path):

@@ -68,8 +68,8 @@ def test_merged_new_head_model_keeps_its_trained_head(tiny_models, pairs_dir, tm
     _assert_merge_is_exact(adapter, merged)
 
 
-def test_internlm2_style_remote_code_model_trains_saves_its_v_head_and_merges(pairs_dir, tmp_path):
-    base = build_tiny_internlm2(tmp_path / "tiny-internlm2-reward")
+def test_internlm2_remote_code_model_trains_merges_and_evaluates(pairs_dir, tmp_path):
+    base = build_tiny_internlm2(tmp_path / "tiny-internlm2-reward", rope_scaling={"type": "dynamic", "factor": 2.0})
     adapter = _train("code_20k", base, pairs_dir, tmp_path / "il_code")
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
         assert any(".v_head." in key for key in handle.keys())  # noqa: SIM118  (PEFT would not save it by itself)
@@ -81,11 +81,22 @@ def test_internlm2_style_remote_code_model_trains_saves_its_v_head_and_merges(pa
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((merged / "config.json").read_text())
     assert config["auto_map"]["AutoModel"].endswith("InternLM2ForRewardModel")
-    assert (merged / "modeling_internlm2.py").exists() and (merged / "configuration_internlm2.py").exists()
+    assert config["rope_scaling"] == {"type": "dynamic", "factor": 2.0} and "rope_parameters" not in config
+    assert all((merged / name).exists() for name in ("modeling_internlm2.py", "configuration_internlm2.py",
+                                                      "tokenization_internlm2.py", "tokenizer.model"))
     _assert_merge_is_exact(adapter, merged)
     model, tokenizer = load_reward_model(str(merged))
     own = model.get_score(tokenizer, conversation(ROWS[0]["problem"], ROWS[0]["accepted"]))  # appends the reward token
     assert abs(own - score(model, tokenizer, [ROWS[0]["problem"]], [ROWS[0]["accepted"]]).item()) < 1e-5
+
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, "eval.py", "--config-name=code_20k", f"model.model_name_or_path={merged}",
+         f"dataset.datasets=[{{name_or_path:{pairs_dir},split:train}}]", f"output_dir={out}", "model.max_length=128"],
+        cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_pairs"] == 16 and 0 <= results["accuracy"] <= 1
 
 
 def test_merge_refuses_an_adapter_whose_base_is_gone(tmp_path):

@@ -2,8 +2,8 @@
 
 `build_tiny_internlm2(out, kind)` writes a checkpoint laid out as the published ones are: `config.json` with
 `auto_map` into the remote-code files beside it (copied from this folder), safetensors weights without the
-non-persistent rotary buffers, and a tokenizer with `<|im_start|>`, `<|im_end|>`, the reward token and
-InternLM2's chat template. Loading it runs this folder's code as transformers runs any remote code.
+non-persistent rotary buffers, and InternLM2's SentencePiece tokenizer (slow and fast remote classes, no
+`tokenizer.json`) with `<|im_start|>`, `<|im_end|>`, the reward token and InternLM2's chat template. Loading it runs this folder's code as transformers runs any remote code.
 """
 
 import copy
@@ -15,9 +15,15 @@ import torch
 from safetensors.torch import save_file
 
 SOURCE_DIR = Path(__file__).parent
-REMOTE_FILES = ("configuration_internlm2.py", "modeling_internlm2.py")
+REMOTE_FILES = ("configuration_internlm2.py", "modeling_internlm2.py", "tokenization_internlm2.py",
+                "tokenization_internlm2_fast.py")
 REWARD_TOKEN = "[UNUSED_TOKEN_130]"  # InternLM2-7B-reward's reward token (id 92527 in the real vocabulary)
 IM_TOKENS = ("<|im_start|>", "<|im_end|>")
+# SentencePiece placeholder pieces; the published tokenizer_config.json renames two of them to the chat tokens
+# (ids 92543 and 92542 in the real vocabulary). The reward token keeps its placeholder name.
+PLACEHOLDERS = ("[UNUSED_TOKEN_130]", "[UNUSED_TOKEN_144]", "[UNUSED_TOKEN_145]")
+RENAMED = {"[UNUSED_TOKEN_144]": "<|im_end|>", "[UNUSED_TOKEN_145]": "<|im_start|>"}
+SP_VOCAB_SIZE = 600
 # InternLM2's chat template (no system prompt by default; every turn closed by <|im_end|> and a newline).
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -35,14 +41,51 @@ TINY_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, n
                    rope_theta=1000000, attn_implementation="eager", torch_dtype="float32")
 
 
-def build_tokenizer():
-    """The tiny byte-level tokenizer with InternLM2's special tokens and chat template."""
-    from reward_transfer.tiny import build_tokenizer as build_tiny_tokenizer
+def build_tokenizer(out: Path) -> None:
+    """Write InternLM2's tokenizer files to `out`: a SentencePiece BPE `tokenizer.model` trained on the tiny corpus
+    (byte fallback, placeholder pieces), the remote tokenizer code and a `tokenizer_config.json` that renames
+    placeholders to the chat tokens, as the published checkpoints do. No `tokenizer.json`: the fast tokenizer
+    is converted at load time."""
+    import io
 
-    tokenizer = build_tiny_tokenizer()
-    tokenizer.add_special_tokens({"additional_special_tokens": [*IM_TOKENS, REWARD_TOKEN]})
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    import sentencepiece as spm
+
+    from reward_transfer.tiny import CORPUS
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([line for line in CORPUS.splitlines() if line.strip()] * 4), model_writer=model,
+        model_type="bpe", vocab_size=SP_VOCAB_SIZE, byte_fallback=True, character_coverage=1.0, num_threads=1,
+        user_defined_symbols=list(PLACEHOLDERS), unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    added = {}
+    for placeholder in PLACEHOLDERS:
+        content = RENAMED.get(placeholder, placeholder)
+        added[str(processor.piece_to_id(placeholder))] = {"content": content, "lstrip": False, "normalized": False,
+                                                           "rstrip": False, "single_word": False, "special": True}
+    tokenizer_config = {
+        "auto_map": {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer",
+                                       "tokenization_internlm2_fast.InternLM2TokenizerFast"]},
+        "tokenizer_class": "InternLM2Tokenizer",
+        "added_tokens_decoder": added,
+        "additional_special_tokens": list(IM_TOKENS),
+        "bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE, "model_max_length": 32768,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+    (out / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>",
+         "additional_special_tokens": list(IM_TOKENS)}, indent=2) + "\n")
+
+
+def _token_ids(out: Path) -> dict[str, int]:
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
+    ids = {RENAMED.get(p, p): processor.piece_to_id(p) for p in PLACEHOLDERS}
+    return {**ids, "vocab_size": processor.get_piece_size(), "bos": processor.bos_id(), "eos": processor.eos_id()}
 
 
 def build_tiny_internlm2(out: str | Path, kind: str = "reward", rope_scaling: dict | None = None,
@@ -53,12 +96,12 @@ def build_tiny_internlm2(out: str | Path, kind: str = "reward", rope_scaling: di
     architecture, auto_classes = KINDS[kind]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    settings = {**TINY_CONFIG, "vocab_size": len(tokenizer), "rope_scaling": rope_scaling,
-                "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                "pad_token_id": tokenizer.pad_token_id}
+    build_tokenizer(out)
+    ids = _token_ids(out)
+    settings = {**TINY_CONFIG, "vocab_size": ids["vocab_size"], "rope_scaling": rope_scaling,
+                "bos_token_id": ids["bos"], "eos_token_id": ids["eos"], "pad_token_id": ids["eos"]}
     if kind == "reward":
-        settings["reward_token_id"] = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+        settings["reward_token_id"] = ids[REWARD_TOKEN]
     # transformers 5 rewrites a config's rope_scaling dict in place: build from copies, write the original.
     config = configuration_internlm2.InternLM2Config(**copy.deepcopy(
         {k: v for k, v in settings.items() if k != "torch_dtype"}))
@@ -74,5 +117,4 @@ def build_tiny_internlm2(out: str | Path, kind: str = "reward", rope_scaling: di
     (out / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
     for name in REMOTE_FILES:
         shutil.copy(SOURCE_DIR / name, out / name)
-    tokenizer.save_pretrained(out)
     return out
