@@ -5,6 +5,7 @@ for training, evaluation and selection.
 """
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,10 +19,13 @@ log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("problem", "accepted", "rejected")  # what every pair dataset has (generation writes more)
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+HUB_FILE = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)$")
 
 
 def load_table(name_or_path: str, split: str = "train") -> Dataset:
-    """Load one split of a Hub dataset, a `save_to_disk` directory or a local data file."""
+    """Load one split of a Hub dataset, a file of a Hub dataset repo, a `save_to_disk` directory or a local data file."""
+    if name_or_path.startswith("hf://"):
+        return _load_hub_file(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (
         (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists() or (path / "state.json").exists()
@@ -46,10 +50,38 @@ def load_table(name_or_path: str, split: str = "train") -> Dataset:
     try:
         return datasets.load_dataset(name_or_path, split=split)
     except Exception as err:
+        if "scripts are no longer supported" in str(err):
+            raise UserError(
+                f"dataset '{name_or_path}' is a loading-script dataset, which datasets>=4 cannot run; point "
+                f"dataset.datasets[].name_or_path at its data files instead, e.g. hf://datasets/{name_or_path}/train.jsonl"
+            ) from err
         raise UserError(
             f"cannot load dataset '{name_or_path}' (split {split}) from the Hugging Face Hub: {err.__class__.__name__}"
             ". Offline? Point dataset.datasets[].name_or_path at a local directory or file instead."
         ) from err
+
+
+def _load_hub_file(url: str) -> Dataset:
+    """`hf://datasets/<owner>/<name>[@revision]/<file>`: one data file of a Hub dataset repo, downloaded into the
+    Hub cache (resumable, reused offline) and read with the builder its suffix names. This is how script datasets
+    such as `codeparrot/apps` (whose `apps.py` datasets>=4 refuses to run) are read: their raw files."""
+    match = HUB_FILE.match(url)
+    if match is None:
+        raise UserError(f"{url}: not a Hub data file (use hf://datasets/<owner>/<name>[@revision]/<file>)")
+    builder = FILE_BUILDERS.get(Path(match["file"]).suffix)
+    if builder is None:
+        raise UserError(f"{url}: unsupported file type (use {', '.join(FILE_BUILDERS)})")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        local = hf_hub_download(match["repo"], match["file"], repo_type="dataset", revision=match["revision"])
+    except Exception as err:  # offline, no access, no such repo or file: the Hub client raises many types
+        raise UserError(f"cannot download {url} from the Hugging Face Hub ({err.__class__.__name__}). Offline or "
+                        "no access? Download it once, or point the config at a local copy") from err
+    try:
+        return datasets.load_dataset(builder, data_files=local, split="train")
+    except Exception as err:
+        raise UserError(f"{url}: cannot read as {builder}: {err}") from err
 
 
 def sample_rows(dataset: Dataset, max_examples: int | None, seed: int, source: str = "dataset") -> Dataset:

@@ -54,7 +54,9 @@ def test_paper_configs_compose_with_the_papers_settings():
     assert math_cfg.dataset.datasets[0].name_or_path == "AI-MO/NuminaMath-CoT"
     assert code_cfg.generation.num_samples_per_problem == 16
     assert code_cfg.preference.max_number_of_preferences_per_problem == 16
-    assert code_cfg.dataset.datasets[0].name_or_path == "codeparrot/apps"
+    assert [d.name_or_path for d in code_cfg.dataset.datasets] == ["hf://datasets/codeparrot/apps/train.jsonl",
+                                                                   "hf://datasets/codeparrot/apps/test.jsonl"]
+    assert math_cfg.dataset.eval_pairs == code_cfg.dataset.eval_pairs == 9000  # the paper's ~9k eval pairs
     assert to_settings(math_cfg).dataset.problem_column == "problem"  # validates every key and value
     assert to_settings(code_cfg).dataset.tests_column == "input_output"
 
@@ -274,3 +276,52 @@ def test_unknown_key_in_a_composed_config_is_an_error(tmp_path):
     cfg_dict = {**dict(cfg), "generaton": {"backend": "replay"}}
     with pytest.raises(UserError, match="generaton"):
         generate_preference_data(cfg_dict)
+
+
+def test_eval_split_sized_by_pairs_takes_the_fewest_problems_in_split_order(tmp_path):
+    from reward_transfer.generation.problems import split_order
+    from reward_transfer.generation.store import MANIFEST
+
+    out = tmp_path / "math"
+    generate_preference_data(compose_config("demo_math", [f"output_dir={out}", "progress=false",
+                                                          "dataset.eval_pairs=20"]))
+    pairs = load_from_disk(str(out))
+    eval_pairs = Counter(pairs["eval"]["problem_id"])
+    assert len(pairs["eval"]) >= 20
+    candidates = load_from_disk(str(out / "candidates")).to_list()
+    split_of = {c["problem_id"]: c["split"] for c in candidates}
+    eval_problems = {pid for pid, split in split_of.items() if split == "eval"}
+    assert set(eval_pairs) <= eval_problems and not eval_problems & set(pairs["train"]["problem_id"])
+    # The eval problems are a prefix of the seeded order, and one problem fewer would hold too few pairs.
+    order = split_order(list(split_of), 42)
+    assert set(order[:len(eval_problems)]) == eval_problems
+    last = order[len(eval_problems) - 1]
+    assert len(pairs["eval"]) - eval_pairs[last] < 20
+    summary = json.loads((out / MANIFEST).read_text())["summary"]
+    assert summary["eval_pairs"] == len(pairs["eval"]) and summary["eval_problems"] == len(eval_problems)
+
+    with pytest.raises(UserError, match="dataset.eval_pairs=100000"):
+        generate_preference_data(compose_config("demo_math", [f"output_dir={tmp_path / 'too_many'}", "progress=false",
+                                                              "dataset.eval_pairs=100000"]))
+
+
+def test_math_problems_keep_only_easy_to_compare_references(tmp_path):
+    from reward_transfer.generation.problems import load_problems
+
+    rows = [
+        ("Compute $1 + 2$.", "So the sum is $\\boxed{3}$."),
+        ("What is half of one?", "It is $\\boxed{\\frac{1}{2}}$."),
+        ("Which option is right? (A) 1 (B) 2", "The answer is $\\boxed{B}$."),
+        ("Prove that there are infinitely many primes.", "Suppose not ... $\\boxed{\\text{proved}}$"),
+        ("Show that $n^2 \\geq n$ for all positive integers.", "Since $n \\geq 1$ ... $\\boxed{n^2 \\geq n}$"),
+        ("Is f increasing?", "Hence $\\boxed{\\text{The function is increasing on } (0, \\infty)}$."),
+        ("Simplify $\\sqrt{32}$.", "We get $\\boxed{4\\sqrt(2)}$."),
+        ("Find x.", "No box here, the answer is 5."),
+    ]
+    data = write_jsonl(tmp_path / "numina.jsonl", [{"problem": p, "solution": s} for p, s in rows])
+    cfg = to_settings(compose_config("demo_math", [f"dataset.datasets=[{{name_or_path:{data},split:train}}]",
+                                                   "dataset.eval_fraction=0.0", f"output_dir={tmp_path / 'out'}"]))
+    problems, skipped = load_problems(cfg)
+    assert sorted(p.reference for p in problems) == ["3", "B", "\\frac{1}{2}"]
+    assert dict(skipped) == {"proof problem": 2, "free-text answer": 1, "malformed LaTeX answer": 1,
+                             "reference has no \\boxed{} answer": 1}

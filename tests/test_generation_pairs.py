@@ -113,11 +113,13 @@ def test_split_is_by_problem_and_seeded():
 
 
 def test_eval_size_wins_over_eval_fraction():
-    both = SimpleNamespace(eval_size=3, eval_fraction=0.5)
+    both = SimpleNamespace(eval_size=3, eval_fraction=0.5, eval_pairs=None)
     assert eval_problem_count(both, 100) == 3
-    assert eval_problem_count(SimpleNamespace(eval_size=None, eval_fraction=0.25), 100) == 25
+    assert eval_problem_count(SimpleNamespace(eval_size=None, eval_fraction=0.25, eval_pairs=None), 100) == 25
     with pytest.raises(UserError, match="eval_size"):
-        eval_problem_count(SimpleNamespace(eval_size=10, eval_fraction=None), 10)
+        eval_problem_count(SimpleNamespace(eval_size=10, eval_fraction=None, eval_pairs=None), 10)
+    # Sized by pairs, the split is made after labelling: no problem is held out up front.
+    assert eval_problem_count(SimpleNamespace(eval_size=3, eval_fraction=0.5, eval_pairs=9000), 100) == 0
 
 
 def test_tests_must_be_valid_json_with_cases():

@@ -18,7 +18,13 @@ from reward_transfer.errors import UserError
 from reward_transfer.generation.backends import BACKENDS, ReplayBackend, make_backend
 from reward_transfer.generation.labels import label_candidates
 from reward_transfer.generation.pairs import pair_id, problem_pairs
-from reward_transfer.generation.problems import Problem, load_problems, resolve_path, stable_hash
+from reward_transfer.generation.problems import (
+    Problem,
+    assign_splits_by_pairs,
+    load_problems,
+    resolve_path,
+    stable_hash,
+)
 from reward_transfer.generation.schema import RESUMABLE_KEYS, GeneratePreferenceDataConfig
 from reward_transfer.generation.store import OutputStore, flatten
 
@@ -123,6 +129,7 @@ def _validate(settings: GeneratePreferenceDataConfig) -> None:
         (gen.problems_per_batch >= 1, "generation.problems_per_batch: must be at least 1"),
         (data.eval_fraction is None or 0 <= data.eval_fraction < 1, "dataset.eval_fraction: must be in [0, 1)"),
         (data.eval_size is None or data.eval_size >= 0, "dataset.eval_size: must be 0 or more"),
+        (data.eval_pairs is None or data.eval_pairs >= 1, "dataset.eval_pairs: must be at least 1 (or null)"),
         (settings.preference.max_number_of_preferences_per_problem is None
          or settings.preference.max_number_of_preferences_per_problem >= 1,
          "preference.max_number_of_preferences_per_problem: must be at least 1 (or null for no cap)"),
@@ -174,21 +181,29 @@ def build_datasets(problems: list[Problem], records: list[dict], settings: Gener
     for record in records:
         by_problem[record["problem_id"]].append(record)
     cap = settings.preference.max_number_of_preferences_per_problem
-    rows: dict[str, list[dict]] = {"train": [], "eval": []}
+    problem_rows: dict[str, list[dict]] = {}
     ordered_candidates = []
     for problem in problems:
         group = sorted(by_problem[problem.problem_id], key=lambda r: r["candidate_index"])
         ordered_candidates.extend(group)
         responses = [r["response"] for r in group]
         scores = [r["score"] for r in group]
-        for accepted, rejected in problem_pairs(problem.problem_id, responses, scores, cap, settings.seed):
-            rows[problem.split].append({
-                "problem": problem.problem, "accepted": responses[accepted], "rejected": responses[rejected],
-                "pair_id": pair_id(problem.problem, responses[accepted], responses[rejected]),
-                "problem_id": problem.problem_id, "domain": domain,
-                "accepted_score": scores[accepted], "rejected_score": scores[rejected],
-                "accepted_index": accepted, "rejected_index": rejected,
-            })
+        problem_rows[problem.problem_id] = [{
+            "problem": problem.problem, "accepted": responses[accepted], "rejected": responses[rejected],
+            "pair_id": pair_id(problem.problem, responses[accepted], responses[rejected]),
+            "problem_id": problem.problem_id, "domain": domain,
+            "accepted_score": scores[accepted], "rejected_score": scores[rejected],
+            "accepted_index": accepted, "rejected_index": rejected,
+        } for accepted, rejected in problem_pairs(problem.problem_id, responses, scores, cap, settings.seed)]
+    if settings.dataset.eval_pairs is not None:
+        splits = assign_splits_by_pairs({pid: len(rows) for pid, rows in problem_rows.items()},
+                                        settings.dataset.eval_pairs, settings.seed)
+        ordered_candidates = [{**record, "split": splits[record["problem_id"]]} for record in ordered_candidates]
+    else:
+        splits = {p.problem_id: p.split for p in problems}
+    rows: dict[str, list[dict]] = {"train": [], "eval": []}
+    for pid, pair_rows in problem_rows.items():
+        rows[splits[pid]].extend(pair_rows)
     pairs = DatasetDict({split: _table(split_rows, PAIR_FEATURES) for split, split_rows in rows.items()})
     candidates = _table(ordered_candidates, Features({**CANDIDATE_FEATURES["common"], **CANDIDATE_FEATURES[domain]}))
     return pairs, candidates
@@ -201,7 +216,7 @@ def _table(rows: list[dict], features: Features) -> Dataset:
 
 def _summary(settings, problems, skipped, candidates: Dataset, pairs: DatasetDict, generated: int,
              generation_time: float, total_time: float) -> dict:
-    splits = Counter(p.split for p in problems)
+    splits = Counter(dict(zip(candidates["problem_id"], candidates["split"], strict=True)).values())
     with_pairs = len(set(pairs["train"]["problem_id"]) | set(pairs["eval"]["problem_id"]))
     num_pairs = len(pairs["train"]) + len(pairs["eval"])
     return {

@@ -82,15 +82,38 @@ def parse_tests(raw: Any) -> dict | None:
     return tests
 
 
+def split_order(problem_ids: list[str], seed: int) -> list[str]:
+    """The seeded order in which problems join the eval split (a hash rank: the same on every machine and resume)."""
+    return sorted(problem_ids, key=lambda pid: stable_hash("split", seed, pid))
+
+
 def assign_splits(problem_ids: list[str], eval_count: int, seed: int) -> dict[str, str]:
     """Pick `eval_count` problems for the eval split by a seeded hash rank: no problem is in both splits."""
-    ranked = sorted(problem_ids, key=lambda pid: stable_hash("split", seed, pid))
-    held_out = set(ranked[:eval_count])
+    held_out = set(split_order(problem_ids, seed)[:eval_count])
     return {pid: "eval" if pid in held_out else "train" for pid in problem_ids}
 
 
+def assign_splits_by_pairs(pairs_per_problem: dict[str, int], eval_pairs: int, seed: int) -> dict[str, str]:
+    """Problems join the eval split in `split_order` until it holds at least `eval_pairs` pairs; the rest train."""
+    splits = dict.fromkeys(pairs_per_problem, "train")
+    held = 0
+    for pid in split_order(list(pairs_per_problem), seed):
+        if held >= eval_pairs:
+            break
+        splits[pid] = "eval"
+        held += pairs_per_problem[pid]
+    if held < eval_pairs or "train" not in splits.values():
+        total = sum(pairs_per_problem.values())
+        raise UserError(f"dataset.eval_pairs={eval_pairs}: the data has only {total} pairs, which leaves no training "
+                        "pairs; lower dataset.eval_pairs or use more problems")
+    return splits
+
+
 def eval_problem_count(dataset_cfg, num_problems: int) -> int:
-    """`dataset.eval_size` when set (it wins), else `dataset.eval_fraction` of the problems."""
+    """`dataset.eval_size` when set (it wins), else `dataset.eval_fraction` of the problems (0 under eval_pairs,
+    whose split is made after labelling)."""
+    if dataset_cfg.eval_pairs is not None:
+        return 0
     if dataset_cfg.eval_size is not None:
         count = dataset_cfg.eval_size
         key = f"dataset.eval_size={count}"
@@ -129,8 +152,7 @@ def load_problems(cfg) -> tuple[list[Problem], Counter]:
             skipped["duplicate problem text"] += 1
             continue
         if domain == "math":
-            reference = _math_reference(row[data.solution_column], data.require_boxed_answer)
-            unusable = "reference has no \\boxed{} answer"
+            reference, unusable = _math_reference(text, row[data.solution_column], data.require_boxed_answer)
         else:
             reference = parse_tests(row[data.tests_column])
             unusable = f"{data.tests_column} is not valid JSON with test cases"
@@ -143,6 +165,8 @@ def load_problems(cfg) -> tuple[list[Problem], Counter]:
             prompt += starter_template.replace("{starter_code}", starter).rstrip()
         seen.add(problem_id)
         rows.append((problem_id, text, prompt, reference))
+    if domain == "math" and data.require_boxed_answer:
+        rows = _drop_unparsed_references(rows, cfg.verifier, skipped)
 
     if not rows:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "no rows"
@@ -153,15 +177,28 @@ def load_problems(cfg) -> tuple[list[Problem], Counter]:
     return problems, skipped
 
 
-def _math_reference(solution: Any, require_boxed: bool) -> str | None:
-    from reward_transfer.verifiers.math import extract_answer
+def _math_reference(problem: str, solution: Any, require_boxed: bool) -> tuple[str | None, str]:
+    """The reference answer of a math problem and, when there is none to compare with, why."""
+    from reward_transfer.verifiers.math import extract_answer, reference_problem
 
     if not isinstance(solution, str):
-        return None
+        return None, "solution is not text"
     answer = extract_answer(solution)
     if answer is None or not str(answer).strip():
-        return None if require_boxed else solution
-    return answer
+        return (None, "reference has no \\boxed{} answer") if require_boxed else (solution, "")
+    reason = reference_problem(problem, answer) if require_boxed else None
+    return (None, reason) if reason else (answer, "")
+
+
+def _drop_unparsed_references(rows: list[tuple], verifier_cfg, skipped: Counter) -> list[tuple]:
+    """Keep the problems whose reference answer parses to a value (checked in the verifier's workers)."""
+    from reward_transfer.verifiers.math import references_parse
+
+    parsed = references_parse([row[3] for row in rows], verifier_cfg.math_timeout_s, verifier_cfg.workers)
+    skipped["answer does not parse"] += parsed.count(False)
+    if not skipped["answer does not parse"]:
+        del skipped["answer does not parse"]
+    return [row for row, ok in zip(rows, parsed, strict=True) if ok]
 
 
 @contextmanager

@@ -13,6 +13,9 @@ class GenerationDatasetConfig:
     # Problems held out for the eval split; eval_size (a count) wins over eval_fraction when both are set.
     eval_fraction: float | None = 0.1
     eval_size: int | None = None
+    # The eval split sized by pairs (wins over both): problems join it in the seeded split order until it holds
+    # this many pairs. Problems whose candidates all pass or all fail give none, so a problem count can't fix it.
+    eval_pairs: int | None = None
     problem_column: str | None = None  # None: "problem" (NuminaMath) for math, "question" (APPS) for code
     solution_column: str = "solution"  # math: the reference solution with a \boxed{} answer
     tests_column: str = "input_output"  # code: JSON with inputs, outputs and optional fn_name

@@ -486,3 +486,44 @@ def are_equivalent(
     for index, verdict in zip(positions, verdicts, strict=True):
         results[index] = verdict
     return results
+
+
+# --------------------------------------------------------------------------------------------------
+# Which reference answers can be compared at all (the paper kept "only problems with easy-to-compare answers")
+# --------------------------------------------------------------------------------------------------
+
+_PROOF_TASK = re.compile(r"\b(?:prove|show that|demonstrate that|verify that|justify why)\b", re.IGNORECASE)
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_PAREN_ARGUMENT = re.compile(r"\\(?:sqrt|frac|dfrac|tfrac|binom)\s*\(")  # `4\sqrt(2)`: math-verify reads 4
+MAX_REFERENCE_CHARS = 200
+
+
+def reference_problem(problem: str, answer: str) -> str | None:
+    """Why a reference answer is not easy to compare (a short reason), or None when it is.
+
+    Cheap rules, no parsing: proof tasks, free text (two or more words outside LaTeX commands), LaTeX that
+    math-verify misreads (unbalanced braces, `\sqrt(2)`), and answers longer than MAX_REFERENCE_CHARS.
+    `references_parse` checks the rest.
+    """
+    if _PROOF_TASK.search(problem):
+        return "proof problem"
+    if len(answer) > MAX_REFERENCE_CHARS:
+        return f"answer longer than {MAX_REFERENCE_CHARS} characters"
+    if answer.count("{") != answer.count("}") or _PAREN_ARGUMENT.search(answer):
+        return "malformed LaTeX answer"
+    if len(_WORD.findall(_LATEX_COMMAND.sub(" ", answer))) >= 2:
+        return "free-text answer"
+    return None
+
+
+def references_parse(answers: Sequence[str], timeout_s: float = 5.0, workers: int | None = None) -> list[bool]:
+    """Whether each answer parses to a value that equals itself under the full comparison, within `timeout_s`.
+
+    Runs in the same time-limited workers as the checks, so an explosive reference costs a restart, not a hang.
+    """
+    if not answers:
+        return []
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _POOL.run([(answer, answer) for answer in answers], timeout_s, workers)
