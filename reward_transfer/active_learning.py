@@ -20,10 +20,8 @@ from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
 from reward_transfer.config import HubConfig, ScoringModelConfig, register_schema
-from reward_transfer.data import PAIR_COLUMNS, load_table, require_columns
+from reward_transfer.data import PAIR_COLUMNS, load_table, require_columns, sample_rows
 from reward_transfer.errors import UserError
-from reward_transfer.evaluation import pair_kind
-from reward_transfer.scoring import load_reward_model, process_state, score_pairs_with_stats
 from reward_transfer.storage import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -41,6 +39,9 @@ class SelectionDatasetConfig:
     output_dataset_name_or_path: str = "???"  # the state directory written
     pairs_to_select: int = 2500
     max_to_look_at: int | None = 40000  # pool pairs scored per round (None: all); unscanned pairs stay in U
+    # Round 1: the pool is the train split's seeded sample of this many pairs, the very rows training reads with
+    # dataset.max_examples=<pool_size> and the same seed (Table 1's 60k). None: the whole train split.
+    pool_size: int | None = None
     batch_size: int = 16
 
 
@@ -107,8 +108,9 @@ def _check_domain(pairs: Dataset, domain: str, source: str) -> None:
         raise UserError(f"{source}: pairs of domain {', '.join(sorted(map(str, found)))}, but domain={domain}")
 
 
-def load_pool(source: str, domain: str) -> PoolState:
-    """The current L and U: from a state directory, or (round 1) the `train` split of a pair dataset."""
+def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int = 42) -> PoolState:
+    """The current L and U: from a state directory, or (round 1) the `train` split of a pair dataset, sampled to
+    `pool_size` pairs exactly as training samples `dataset.max_examples` (`data.sample_rows`, same seed)."""
     info_path = Path(source).expanduser() / STATE_INFO
     if info_path.is_file():
         info = json.loads(info_path.read_text())
@@ -128,7 +130,12 @@ def load_pool(source: str, domain: str) -> PoolState:
         pool = pool.add_column("pair_id", [str(i) for i in range(len(pool))])
     if len(set(pool["pair_id"])) != len(pool):
         raise UserError(f"{source}: pair_id is not unique in the train split")
-    info = {"domain": domain, "pool_source": source, "pool_size": len(pool), "rounds": []}
+    if pool_size is not None:
+        if pool_size < 1:
+            raise UserError(f"dataset.pool_size must be at least 1 (or null), got {pool_size}")
+        pool = sample_rows(pool, pool_size, seed, source=source)
+    info = {"domain": domain, "pool_source": source, "pool_size": len(pool), "pool_sample": pool_size,
+            "pool_seed": seed, "rounds": []}
     return PoolState(_rows(pool, []), pool, info)
 
 
@@ -149,6 +156,12 @@ def _check_request(cfg: DictConfig, pool: PoolState, source: str) -> None:
 
 
 def _margins(cfg: DictConfig, pairs: Dataset) -> np.ndarray:
+    from reward_transfer.scoring import (  # torch: only to score
+        load_reward_model,
+        process_state,
+        score_pairs_with_stats,
+    )
+
     model, tokenizer = load_reward_model(
         cfg.model.model_name_or_path, device=cfg.model.device or process_state().device, dtype=cfg.model.dtype,
         tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
@@ -178,6 +191,8 @@ def _histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
 
 
 def _kind_shares(pairs: Dataset, domain: str) -> dict[str, float]:
+    from reward_transfer.evaluation import pair_kind
+
     if not {"accepted_score", "rejected_score"} <= set(pairs.column_names) or len(pairs) == 0:
         return {}
     counts = Counter(pair_kind(domain, a, r) for a, r in zip(pairs["accepted_score"], pairs["rejected_score"],
@@ -206,8 +221,10 @@ def _check_conservation(info: dict[str, Any], selected: Dataset, rest: Dataset) 
 
 def select_pairs(cfg: DictConfig) -> dict[str, Any]:
     """Run one selection round: score U (up to `max_to_look_at`), pick pairs, write the new state atomically."""
+    from reward_transfer.scoring import process_state
+
     source, target = cfg.dataset.dataset_name_or_path, cfg.dataset.output_dataset_name_or_path
-    pool = load_pool(source, cfg.domain)
+    pool = load_pool(source, cfg.domain, cfg.dataset.pool_size, cfg.seed)
     _check_request(cfg, pool, source)
     round_number = len(pool.info["rounds"]) + 1
     rng = np.random.default_rng([cfg.seed, round_number])

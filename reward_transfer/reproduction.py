@@ -39,6 +39,10 @@ STAGES = {
     "eval": ("reward_transfer.evaluation", "evaluate"),
     "active_data_selection": ("reward_transfer.active_learning", "select_pairs"),
 }
+# Where each script's config schema is registered (light modules: composing a config imports no trainer).
+SCHEMAS = {"generate_preference_data": "reward_transfer.generation.schema",
+           "train_reward_model": "reward_transfer.training_schema", "eval": "reward_transfer.evaluation",
+           "active_data_selection": "reward_transfer.active_learning"}
 LAUNCHED = {"train_reward_model", "eval", "active_data_selection"}  # the seed runs these under accelerate
 LOG_TAIL_LINES = 25
 
@@ -79,6 +83,9 @@ class ProfileConfig:
     models: ModelsProfile = field(default_factory=ModelsProfile)
     sizes: SizesProfile = field(default_factory=SizesProfile)
     active_learning: ActiveLearningProfile = field(default_factory=ActiveLearningProfile)
+    # Domain → an existing pair dataset (Hub name or directory with train/eval splits, e.g. the published
+    # eth-dl-rewards/pref-data-math) used instead of generating one: no generate step, no best-of-n (no candidates).
+    pair_data: dict[str, str] = field(default_factory=dict)
     # Step kind → named config template; fields: domain, source, name, initial ("_initial" in round 1), eval_config.
     config_names: dict[str, str] = field(default_factory=dict)
     # Step kind → extra overrides every step of that kind gets (e.g. what the demo configs leave out).
@@ -177,6 +184,14 @@ class GridBuilder:
         self.steps.append(step)
         return step
 
+    def _data(self, domain: str) -> Path | str:
+        """The domain's pair dataset: the one the profile names, else what the generate step writes."""
+        return self.profile.pair_data.get(domain) or layout.data_dir(self.run, domain)
+
+    def _data_needs(self, domain: str) -> list[str]:
+        """The step that makes the domain's pair data ([] when the profile gives an existing dataset)."""
+        return [] if domain in self.profile.pair_data else [f"generate/{domain}"]
+
     def _model_path(self, name: str) -> str:
         return str(layout.model_dir(self.run, name))
 
@@ -202,7 +217,7 @@ class GridBuilder:
 
     def train(self, kind: str, group: str, name: str, domain: str, start: str, size: int | None,
               needs: list[str], data: Path | None = None, **fields: str) -> Step:
-        data = data or layout.data_dir(self.run, domain)
+        data = data or self._data(domain)
         config = self._config(kind, domain=domain, name=name, **fields)
         overrides = [
             f"name={name}", f"model.model_name_or_path={start}", _dataset_override(data, "train"),
@@ -228,12 +243,12 @@ class GridBuilder:
         out = layout.eval_dir(self.run, name)
         overrides = [
             f"name={name}", f"model.model_name_or_path={model}",
-            _dataset_override(layout.data_dir(self.run, domain), "eval"),
+            _dataset_override(self._data(domain), "eval"),
             f"dataset.max_examples={_null(self.profile.sizes.eval_max_examples)}", f"output_dir={out}",
             *self._extra("eval"),
         ]
         return self._add(Step(f"eval/{name}", group, "eval", config, overrides,
-                              outputs=[str(out / "results.json")], needs=[*needs, f"generate/{domain}"]))
+                              outputs=[str(out / "results.json")], needs=[*needs, *self._data_needs(domain)]))
 
     def best_of_n(self, name: str, domain: str, model: str, needs: list[str]) -> Step:
         bon = layout.best_of_n_name(name)
@@ -246,11 +261,11 @@ class GridBuilder:
             *self._extra("best_of_n"),
         ]
         return self._add(Step(f"best_of_n/{name}", "best_of_n", "eval", config, overrides,
-                              outputs=[str(out / "results.json")], needs=[*needs, f"generate/{domain}"]))
+                              outputs=[str(out / "results.json")], needs=[*needs, *self._data_needs(domain)]))
 
     def select(self, domain: str, strategy: str, round_index: int, model: str, needs: list[str]) -> Step:
         al = self.profile.active_learning
-        pool = (layout.data_dir(self.run, domain) if round_index == 1
+        pool = (self._data(domain) if round_index == 1
                 else layout.al_state_dir(self.run, domain, strategy, round_index - 1))
         out = layout.al_state_dir(self.run, domain, strategy, round_index)
         initial = "_initial" if round_index == 1 else ""
@@ -258,6 +273,8 @@ class GridBuilder:
             f"model.model_name_or_path={model}", f"dataset.dataset_name_or_path={pool}",
             f"dataset.output_dataset_name_or_path={out}", f"dataset.pairs_to_select={al.pairs_per_round}",
             f"dataset.max_to_look_at={_null(al.max_to_look_at)}", f"selection.strategy={strategy}",
+            # The pool is the ground truth's training set (Table 1's 60k), sampled as training samples it.
+            *([f"dataset.pool_size={_null(self.profile.sizes.full)}"] if round_index == 1 else []),
             *self._extra("select"),
         ]
         name = layout.active_learning_name(domain, strategy, round_index)
@@ -274,24 +291,29 @@ class GridBuilder:
         general = profile.models.general
         if profile.tiny_models:
             self.tiny_models()
+        unknown = set(profile.pair_data) - set(domains)
+        if unknown:
+            raise UserError(f"profile.pair_data: {', '.join(sorted(unknown))} not in profile.domains "
+                            f"({', '.join(domains)})")
         for domain in domains:
-            self.generate(domain)
+            if domain not in profile.pair_data:
+                self.generate(domain)
         for domain in domains:
             self.train("train_truth", "truth", layout.truth_name(domain), domain, profile.models.sft[domain],
-                       sizes.full, [f"generate/{domain}"])
+                       sizes.full, self._data_needs(domain))
         for domain in domains:
             self.merge("truth", layout.truth_name(domain), profile.models.sft[domain], [])
         random_sizes = [k * al.pairs_per_round for k in range(1, al.rounds + 1)] if al.random_subsets else []
         for domain in domains:
             for size in sorted(set(subsets) | set(random_sizes)):
                 self.train("train_gen", "finetune", layout.general_name(domain, size), domain, general, size,
-                           [f"generate/{domain}"])
+                           self._data_needs(domain))
         crosses = [(d, layout.OTHER_DOMAIN[d]) for d in domains if layout.OTHER_DOMAIN[d] in domains]
         for domain, source in crosses:
             for size in subsets:
                 start = self._merged_path(layout.truth_name(source))
                 self.train("train_cross", "cross", layout.cross_name(domain, source, size), domain, start, size,
-                           [f"generate/{domain}", f"merge/{layout.truth_name(source)}"], source=source)
+                           [*self._data_needs(domain), f"merge/{layout.truth_name(source)}"], source=source)
         self._table1_evals(domains, crosses, sorted(set(subsets) | set(random_sizes)))
         finals = self._active_learning(domains)
         if self.with_best_of_n:
@@ -328,7 +350,7 @@ class GridBuilder:
                     initial = "_initial" if k == 1 else ""
                     state = layout.al_state_dir(self.run, domain, strategy, k)
                     select = self.select(domain, strategy, k, start,
-                                         [*start_needs, f"generate/{domain}",
+                                         [*start_needs, *self._data_needs(domain),
                                           *([f"select/{layout.active_learning_name(domain, strategy, k - 1)}"]
                                             if k > 1 else [])])
                     self.train("train_al", "active_learning", name, domain, start, None, [select.name, *start_needs],
@@ -346,6 +368,8 @@ class GridBuilder:
         cross-domain fine-tune and the last round of each active-learning strategy."""
         full = max(subsets) if subsets else None
         for domain in domains:
+            if domain in self.profile.pair_data:
+                continue  # an existing pair dataset has no candidates to rerank
             truth = layout.truth_name(domain)
             self.best_of_n(truth, domain, self._model_path(truth), [f"train/{truth}"])
             self.best_of_n(layout.general_name(domain, 0), domain, self.profile.models.general, [])
@@ -404,11 +428,42 @@ def select_steps(steps: list[Step], only: Any, skip: Any) -> list[Step]:
     return [s for s in steps if (not only or matches(s, only)) and not matches(s, skip)]
 
 
-def render_script(steps: list[Step], profile: ProfileConfig) -> str:
+def plan_notes(steps: list[Step], profile: ProfileConfig) -> list[str]:
+    """What the named configs decide and the command lines don't show: the data each domain's pairs come from,
+    the training order, and the active-learning pool (composed from each step's config, as its script would)."""
+    notes = []
+    for domain in profile.domains:
+        if domain in profile.pair_data:
+            notes.append(f"pairs of {domain}: {profile.pair_data[domain]} (given; not generated, no best-of-n)")
+    kinds = ("generate_preference_data", "train_reward_model", "active_data_selection")
+    planned = [step for step in steps if step.script in kinds]
+    configs = dict(zip([step.name for step in planned], compose_configs(planned), strict=True))
+    for step in planned:
+        if step.script == "generate_preference_data":
+            data = configs[step.name].dataset
+            sources = ", ".join(f"{d.name_or_path} ({d.split})" for d in data.datasets)
+            eval_split = (f"{data.eval_pairs} eval pairs" if data.eval_pairs is not None
+                          else f"eval problems: {data.eval_size if data.eval_size is not None else data.eval_fraction}")
+            notes.append(f"problems of {step.name.split('/', 1)[1]}: {sources}; {eval_split}")
+    training = [configs[step.name].train.group_by_length for step in planned if step.script == "train_reward_model"]
+    if training:
+        notes.append(f"training order: {training.count(False)} of {len(training)} training steps shuffled, "
+                     f"{training.count(True)} length-grouped (train.group_by_length)")
+    pools = {configs[step.name].dataset.pool_size for step in planned
+             if step.script == "active_data_selection" and "_initial" in (step.config_name or "")}
+    if pools:
+        notes.append("active-learning pool (round 1): " + ", ".join(
+            "the whole train split" if size is None else f"the ground truth's {size} training pairs"
+            for size in sorted(pools, key=lambda v: -1 if v is None else v)))
+    return notes
+
+
+def render_script(steps: list[Step], profile: ProfileConfig, notes: list[str] = ()) -> str:
     """The ordered command list as a shell script a researcher can read or run elsewhere."""
     lines = [
         "#!/usr/bin/env bash",
         f"# The study's grid, profile '{profile.name}': {len(steps)} commands, in order. Run from the repo root.",
+        *(f"# {note}" for note in notes),
     ]
     if profile.in_process:
         lines.append("# reproduce.py runs these in one Python process (same configs through Hydra's compose API).")
@@ -490,15 +545,26 @@ def captured_output(log_path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def compose_config(step: Step) -> DictConfig:
-    """The config the step's command line would give its script (Hydra compose on the same config and overrides)."""
+def compose_configs(steps: list[Step]) -> list[DictConfig]:
+    """The configs the steps' command lines would give their scripts (Hydra compose on the same config and
+    overrides), one Hydra initialisation per script."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    importlib.import_module(STAGES[step.script][0])  # registers the schema
-    GlobalHydra.instance().clear()  # reproduce.py's own @hydra.main instance, or a previous step's
-    with initialize_config_dir(config_dir=str(CONFIGS / step.script), version_base="1.3"):
-        return compose(config_name=step.config_name, overrides=list(step.overrides))
+    composed: dict[int, DictConfig] = {}
+    for script in dict.fromkeys(step.script for step in steps):
+        importlib.import_module(SCHEMAS[script])
+        GlobalHydra.instance().clear()  # reproduce.py's own @hydra.main instance, or a previous step's
+        with initialize_config_dir(config_dir=str(CONFIGS / script), version_base="1.3"):
+            for index, step in enumerate(steps):
+                if step.script == script:
+                    composed[index] = compose(config_name=step.config_name, overrides=list(step.overrides))
+    return [composed[index] for index in range(len(steps))]
+
+
+def compose_config(step: Step) -> DictConfig:
+    """The config the step's command line would give its script."""
+    return compose_configs([step])[0]
 
 
 def run_in_process(step: Step) -> None:
@@ -656,8 +722,9 @@ def reproduce(cfg: DictConfig) -> list[StepResult]:
     run.mkdir(parents=True, exist_ok=True)
     # commands.sh always holds the whole grid; a selection (only=/skip=) also gets its own script.
     script_path = run / ("commands.sh" if len(steps) == len(all_steps) else "commands_selected.sh")
+    notes = plan_notes(all_steps, profile) if cfg.dry_run else []  # composes every config: seconds, dry runs only
     for path, listed in {run / "commands.sh": all_steps, script_path: steps}.items():
-        atomic_write_text(path, render_script(listed, profile))
+        atomic_write_text(path, render_script(listed, profile, notes))
         path.chmod(0o755)
     atomic_write_json(layout.grid_file(run), grid_summary(profile))
     atomic_write_text(run / "reproduce_config.yaml", OmegaConf.to_yaml(cfg))

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from safetensors import safe_open
 from transformers import TrainerCallback, set_seed
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
+from reward_transfer.config import DatasetSpec
 from reward_transfer.conversations import encode_conversation
 from reward_transfer.data import PAIR_COLUMNS, load_datasets
 from reward_transfer.errors import UserError
@@ -34,6 +34,7 @@ from reward_transfer.models import (
     unwrap_model,
 )
 from reward_transfer.storage import atomic_write_json, atomic_write_text, replace_dir
+from reward_transfer.training_schema import TrainRewardModelConfig  # noqa: F401  (registers the schema)
 
 log = logging.getLogger(__name__)
 
@@ -43,78 +44,6 @@ RESULT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safeten
                 "train_config.yaml", "adapter_config.json")
 
 
-@dataclass
-class LoraSchema:
-    enable: bool = True
-    rank: int = 32
-    alpha: int = 64
-    dropout: float = 0.01
-    target_modules: Any = "all-linear"
-    bias: str = "none"
-
-
-@dataclass
-class ModelSchema:
-    model_name_or_path: str = "???"
-    tokenizer_name_or_path: str | None = None
-    # reward_model: fine-tune an existing RM; causal_lm_new_head: put a new scalar head on a causal LM ("scratch").
-    init: str = "reward_model"
-    trust_remote_code: bool | None = None
-    max_length: int = 1024
-    # null: bf16 on a bf16-capable GPU, fp32 elsewhere.
-    dtype: str | None = None
-    # true reproduces the original code, whose InternLM2 head (`v_head`) was never trained.
-    freeze_head: bool = False
-    lora: LoraSchema = field(default_factory=LoraSchema)
-
-
-@dataclass
-class DatasetSchema:
-    datasets: list[DatasetSpec] = field(default_factory=list)
-    max_examples: int | None = None
-    # What to do when max_examples exceeds the data: false uses all rows (logged), true refuses.
-    refuse_short_data: bool = False
-    # Pairs longer than model.max_length: truncate the answers (prompt kept) or drop the pair.
-    long_pairs: str = "truncate"
-
-
-@dataclass
-class TrainSchema:
-    learning_rate: float = 5e-5
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: float = 0
-    per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 16
-    epochs: float = 1.0
-    max_steps: int = -1
-    optim: str = "adamw_torch"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = True
-    # TRL zeroes every dropout by default, LoRA's too; the paper's LoRA dropout (0.01) needs this false.
-    disable_dropout: bool = False
-    group_by_length: bool = True
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int = 2
-    resume: bool = False
-    dataloader_num_workers: int = 0
-
-
-@dataclass
-class TrainRewardModelConfig:
-    name: str = "???"
-    output_dir: str = "outputs/models/${name}"
-    overwrite: bool = False
-    seed: int = 42
-    model: ModelSchema = field(default_factory=ModelSchema)
-    dataset: DatasetSchema = field(default_factory=DatasetSchema)
-    train: TrainSchema = field(default_factory=TrainSchema)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    huggingface: HubConfig = field(default_factory=HubConfig)
-
-
-register_schema("train_reward_model", TrainRewardModelConfig)
 
 
 @dataclass

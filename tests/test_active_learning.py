@@ -169,3 +169,24 @@ def test_loop_runs_select_train_merge_eval_and_resumes_where_it_stopped(tiny_mod
     resumed = run_active_learning(compose_config("active_learning_loop", "demo_math", overrides))
     assert [row["accuracy"] for row in resumed] == [row["accuracy"] for row in rows]
     assert all(path.stat().st_mtime_ns == stamp for path, stamp in stamps.items())
+
+
+def test_round_one_pool_is_the_training_sample_of_the_same_size(tmp_path):
+    """Table 2's AL draws from Table 1's 60k training set: the pool is the rows training reads for that size."""
+    from reward_transfer.active_learning import load_pool
+    from reward_transfer.config import DatasetSpec
+    from reward_transfer.data import load_datasets
+
+    data = write_pair_dataset(tmp_path / "pairs", train_problems=10, pairs_per_problem=4)
+    trained = load_datasets([DatasetSpec(name_or_path=str(data), split="train")], max_examples=12, seed=42)
+    pool = load_pool(str(data), "math", pool_size=12, seed=42)
+    assert len(pool.rest) == 12 and pool.info["pool_size"] == 12
+    assert sorted(pool.rest["pair_id"]) == sorted(trained["pair_id"])
+    assert len(load_pool(str(data), "math").rest) == 40  # no pool_size: the whole train split
+    out = tmp_path / "state"
+    cfg = compose_config("active_data_selection", "demo_math_initial", [
+        f"dataset.dataset_name_or_path={data}", f"dataset.output_dataset_name_or_path={out}",
+        "dataset.pool_size=12", "dataset.pairs_to_select=5", "selection.strategy=random"])
+    select_pairs(cfg)
+    state = datasets.load_from_disk(str(out))
+    assert set(state["selected"]["pair_id"]) | set(state["rest"]["pair_id"]) == set(trained["pair_id"])

@@ -300,7 +300,7 @@ def test_eval_split_sized_by_pairs_takes_the_fewest_problems_in_split_order(tmp_
     summary = json.loads((out / MANIFEST).read_text())["summary"]
     assert summary["eval_pairs"] == len(pairs["eval"]) and summary["eval_problems"] == len(eval_problems)
 
-    with pytest.raises(UserError, match="dataset.eval_pairs=100000"):
+    with pytest.raises(UserError, match=r"dataset\.eval_pairs=100000"):
         generate_preference_data(compose_config("demo_math", [f"output_dir={tmp_path / 'too_many'}", "progress=false",
                                                               "dataset.eval_pairs=100000"]))
 

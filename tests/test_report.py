@@ -144,6 +144,10 @@ def test_cli_paper_puts_published_numbers_beside_ours(run: Path) -> None:
     assert math_gen[6] == "**0.8300 (paper 0.8909, −0.0609)**"
     assert _row(md, "math", "R_code")[3] == "— (paper 0.6883)"
     assert "0.7000 (paper 0.8560, −0.1560) (0.7200 (paper 0.8577, −0.1377))" in md
+    # Each table shows the R_truth the paper printed in it: 0.8681/0.7843 in Table 1, 0.8700/0.7746 in Table 2.
+    table1, table2 = md.split("Table 2", 1)
+    assert "(paper 0.8681" in table1 and "(paper 0.7843" in table1 and "0.8700" not in table1
+    assert "(paper 0.8700" in table2 and "(paper 0.7746" in table2 and "0.8681" not in table2
 
 
 def test_cli_missing_run_folder_is_a_one_line_error(tmp_path: Path) -> None:

@@ -156,3 +156,37 @@ def test_an_in_process_step_gives_what_its_command_line_gives(tmp_path: Path, ti
     by_command = json.loads((tmp_path / "cli" / "results.json").read_text())
     for key in ("accuracy", "num_pairs", "ties", "mean_margin"):
         assert in_process[key] == pytest.approx(by_command[key], abs=1e-6), key
+
+
+def _dry_run(tmp_path: Path, *overrides: str) -> str:
+    result = subprocess.run([sys.executable, "reproduce.py", "dry_run=true", f"output_dir={tmp_path}", *overrides],
+                            cwd=REPO, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    return (tmp_path / "commands.sh").read_text()
+
+
+def test_paper_dry_run_shows_the_data_files_the_pool_and_the_training_order(tmp_path: Path) -> None:
+    script = _dry_run(tmp_path, "profile=paper")
+    assert ("# problems of code: hf://datasets/codeparrot/apps/train.jsonl (train), "
+            "hf://datasets/codeparrot/apps/test.jsonl (train); 9000 eval pairs") in script
+    assert "# problems of math: AI-MO/NuminaMath-CoT (train); 9000 eval pairs" in script
+    assert "# training order: 32 of 32 training steps shuffled, 0 length-grouped" in script
+    assert "# active-learning pool (round 1): the ground truth's 60000 training pairs" in script
+    selects = [line for line in script.splitlines() if "active_data_selection.py" in line]
+    assert all(("dataset.pool_size=60000" in line) == ("_initial " in line) for line in selects)
+
+
+def test_published_pairs_stand_in_for_the_generate_step(tmp_path: Path) -> None:
+    script = _dry_run(tmp_path, "profile=paper_published")
+    commands = [line for line in script.splitlines() if line and not line.startswith(("#", "set "))]
+    assert not any("generate_preference_data.py" in c or "mode=best_of_n" in c for c in commands)
+    assert any("name=math_scratch" in c and "{name_or_path:eth-dl-rewards/pref-data-math,split:train}" in c
+               for c in commands)
+    assert any("eval.py" in c and "{name_or_path:eth-dl-rewards/pref-data-code,split:eval}" in c for c in commands)
+    assert "# pairs of math: eth-dl-rewards/pref-data-math (given; not generated, no best-of-n)" in script
+    # A real run checks its inputs: nothing needs a generate step, so a plain start is not refused.
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs" / "reproduce"), version_base="1.3"):
+        cfg = compose("config", overrides=["profile=paper_published", f"output_dir={tmp_path}"])
+    assert not any(need.startswith("generate/") for step in build_grid(cfg) for need in step.needs)

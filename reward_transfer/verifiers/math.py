@@ -500,7 +500,7 @@ MAX_REFERENCE_CHARS = 200
 
 
 def reference_problem(problem: str, answer: str) -> str | None:
-    """Why a reference answer is not easy to compare (a short reason), or None when it is.
+    r"""Why a reference answer is not easy to compare (a short reason), or None when it is.
 
     Cheap rules, no parsing: proof tasks, free text (two or more words outside LaTeX commands), LaTeX that
     math-verify misreads (unbalanced braces, `\sqrt(2)`), and answers longer than MAX_REFERENCE_CHARS.
