@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt requirements-deepspeed.txt pyproject.toml setup.sh
 	./setup.sh
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench gpu-check gpu-wheels
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -19,3 +19,14 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# On any CUDA machine, before a long run: bf16, vLLM, DeepSpeed ZeRO-2, InternLM2 remote code, the tiny grid.
+# Uses .venv when setup.sh made one, else the image's python (and .gpu-wheels/ from `make gpu-wheels`).
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) -m reward_transfer.gpu_check
+
+# Here (package index reachable): wheels of what a preinstalled torch/transformers image lacks, for gpu-check.
+PYTHON_VERSION ?= 3.11
+gpu-wheels: $(VENV)/.installed
+	$(PY) -m reward_transfer.gpu_check wheels $(PYTHON_VERSION)
