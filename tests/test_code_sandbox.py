@@ -264,11 +264,13 @@ def test_cannot_write_outside_its_directory(tmp_path):
     open_dir = tmp_path / "open"
     open_dir.mkdir()
     open_dir.chmod(0o777)
-    targets = [f"/tmp/{name}", f"/var/tmp/{name}", f"/dev/shm/{name}", str(open_dir / name),
-               str(Path.cwd() / name), f"/{name}"]
+    targets = [f"/var/tmp/{name}", f"/dev/shm/{name}", str(open_dir / name), str(Path.cwd() / name), f"/{name}"]
+    # /tmp is the test's own private directory inside the sandbox: writable there, never the host's /tmp.
     code = (f"import os\nok = 0\nfor path in {targets!r}:\n    try:\n        open(path, 'w').write('x')\n"
             "        ok += 1\n    except OSError:\n        pass\nopen('inside.txt', 'w').write('fine')\n"
+            f"open('/tmp/{name}', 'w').write('private')\n"
             "print(ok, open('inside.txt').read())\n")
+    targets.append(f"/tmp/{name}")
     try:
         result = run_tests(code, {"inputs": [""], "outputs": ["0 fine"]})
         assert result.all_passed, result
@@ -309,7 +311,9 @@ def test_daemonised_grandchild_is_killed():
     marker = f"{secrets.randbelow(10 ** 6)}.{secrets.randbelow(10 ** 6)}"
     code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
             "        for fd in range(3):\n            os.close(fd)\n"
-            f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\n"
+            "        import sys\n"  # the allow-list root holds the Python runtime, not /bin
+            f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(30)', '{marker}'])\n"
+            "    os._exit(0)\n"
             "os.wait()\ntime.sleep(1)\nprint('daemon started')\n")
     seen_while_running: list[int] = []
     watcher = threading.Thread(target=lambda: [seen_while_running.extend(processes_with_argument(marker))

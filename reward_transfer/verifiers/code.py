@@ -40,6 +40,9 @@ ZYGOTE_SCRIPT = Path(__file__).with_name("_sandbox_zygote.py")
 STATUSES = ("passed", "wrong", "error", "timeout", "memory")
 MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# Each test's directory is a tmpfs of this size: tmpfs pages are memory the address-space limit doesn't count.
+MAX_DIR_BYTES = 16 * 1024 * 1024
+MAX_DETAIL_CHARS = 300  # what is kept of a program's own error text per test (the grader's memory is bounded)
 MAX_PROCESSES = 8
 # APPS compares floats with numpy.allclose defaults: |actual - expected| <= atol + rtol * |expected|.
 FLOAT_RTOL, FLOAT_ATOL = 1e-5, 1e-8
@@ -199,7 +202,7 @@ def _score(runs: list[dict], problem: _Problem, cpu_limit_s: float) -> TestResul
     for run, expected in zip(runs, problem.expected, strict=True):
         status, detail = _grade({**run, "cpu_limit_s": cpu_limit_s}, expected, problem.fn_name is not None)
         statuses.append(status)
-        details.append(detail)
+        details.append(detail[:MAX_DETAIL_CHARS])
     return TestResult(statuses.count("passed"), len(statuses), statuses, details)
 
 
@@ -325,7 +328,8 @@ class SandboxPool:
         if not problem.inputs:
             return TestResult(0, 0)
         request = {"code": code, "fn_name": problem.fn_name, "inputs": problem.inputs, "timeout_s": timeout_s,
-                   "memory_mb": memory_mb, "max_output_bytes": MAX_OUTPUT_BYTES, "max_file_bytes": MAX_FILE_BYTES}
+                   "memory_mb": memory_mb, "max_output_bytes": MAX_OUTPUT_BYTES, "max_file_bytes": MAX_FILE_BYTES,
+                   "dir_bytes": MAX_DIR_BYTES}
         budget = len(problem.inputs) * (timeout_s + 2.0) + 30.0
         worker = self._idle.get()
         try:
@@ -346,8 +350,8 @@ class SandboxPool:
 
 
 def _warn_about_missing_isolation(features: dict) -> None:
-    missing = [name for name in ("network_isolated", "readonly_fs", "pid_namespace", "separate_uid")
-               if not features.get(name)]
+    missing = [name for name in ("network_isolated", "readonly_fs", "pid_namespace", "separate_uid",
+                                 "allowlist_fs", "ipc_namespace", "seccomp") if not features.get(name)]
     if missing:
         logger.warning("code sandbox runs without: %s (see docs/code_sandbox.md)", ", ".join(missing))
 
