@@ -22,7 +22,11 @@ from tqdm import tqdm
 
 from reward_transfer.verifiers.math import _prepare, are_equivalent, is_equivalent, shutdown_workers
 
-PAIRS_FILE = Path(__file__).resolve().parent.parent / "data" / "math_answer_pairs.jsonl"
+REPO = Path(__file__).resolve().parent.parent
+PAIRS_FILE = REPO / "data" / "math_answer_pairs.jsonl"
+# Every labelled set the agreement figures read (each row: prediction, reference, expected; optional source
+# and must_be_false, the false-positive kinds that must never pass).
+LABELLED_SETS = (PAIRS_FILE, REPO / "tests" / "data" / "math_equivalence_cases.jsonl")
 EXPLOSIVE = [
     r"9^{9^{9^{9}}}",
     r"1000000!",
@@ -42,22 +46,33 @@ def plain_math_verify(prediction: str, reference: str) -> bool:
     from math_verify import parse, verify
 
     gold = reference if "\\boxed" in reference else f"${reference}$"
-    return bool(verify(parse(gold), parse(prediction)))
+    try:
+        return bool(verify(parse(gold), parse(prediction)))
+    except Exception:  # its own time-outs and parser errors count as "not equal"
+        return False
 
 
-def agreement(pairs: list[dict]) -> None:
-    """Share of pairs where each checker gives the expected label, with the disagreements listed."""
-    ours = [is_equivalent(p["prediction"], p["reference"]) for p in tqdm(pairs, desc="ours", leave=False)]
-    baseline = [
-        plain_math_verify(p["prediction"], p["reference"]) for p in tqdm(pairs, desc="plain", leave=False)
-    ]
-    expected = [p["expected"] for p in pairs]
-    ours_ok = sum(o == e for o, e in zip(ours, expected, strict=True))
-    base_ok = sum(b == e for b, e in zip(baseline, expected, strict=True))
-    n = len(pairs)
-    print(f"pairs: {n} ({sum(expected)} equivalent, {n - sum(expected)} not)")
-    print(f"agreement with labels  ours: {ours_ok}/{n} = {ours_ok / n:.1%}")
-    print(f"                       plain math-verify: {base_ok}/{n} = {base_ok / n:.1%}")
+def agreement(pairs: list[dict], name: str) -> tuple[int, int]:
+    """Per source: share of pairs where each checker gives the expected label; false "correct" verdicts counted
+    (all, and on the must-be-False cases). Returns (ours right, plain right)."""
+    ours = are_equivalent([p["prediction"] for p in pairs], [p["reference"] for p in pairs])
+    baseline = [plain_math_verify(p["prediction"], p["reference"]) for p in tqdm(pairs, desc="plain", leave=False)]
+    print(f"{name}: {len(pairs)} pairs ({sum(p['expected'] for p in pairs)} equivalent)")
+    print(f"  {'source':32} {'n':>4} {'ours':>7} {'plain':>7}  false correct (ours / plain)")
+    by_source: dict[str, list[int]] = {}
+    for pair, o, b in zip(pairs, ours, baseline, strict=True):
+        row = by_source.setdefault(pair.get("source", name), [0, 0, 0, 0, 0])
+        row[0] += 1
+        row[1] += o == pair["expected"]
+        row[2] += b == pair["expected"]
+        row[3] += o and not pair["expected"]
+        row[4] += b and not pair["expected"]
+    for source, (n, o_ok, b_ok, o_fp, b_fp) in sorted(by_source.items()):
+        print(f"  {source:32} {n:4d} {o_ok / n:7.1%} {b_ok / n:7.1%}  {o_fp} / {b_fp}")
+    hard = [(p, o, b) for p, o, b in zip(pairs, ours, baseline, strict=True) if p.get("must_be_false")]
+    if hard:
+        print(f"  must-be-False cases: {len(hard)}; judged correct by ours {sum(o for _, o, _ in hard)}, "
+              f"by plain math-verify {sum(b for _, _, b in hard)}")
     misses = Counter()
     for pair, o, b in zip(pairs, ours, baseline, strict=True):
         if b != pair["expected"]:
@@ -66,6 +81,11 @@ def agreement(pairs: list[dict]) -> None:
             misses[f"ours/{pair['category']}"] += 1
             print(f"  ours wrong: {pair['id']} [{pair['category']}] expected {pair['expected']}")
     print("  errors by checker/category:", dict(sorted(misses.items())))
+    ours_ok = sum(o == p["expected"] for p, o in zip(pairs, ours, strict=True))
+    base_ok = sum(b == p["expected"] for p, b in zip(pairs, baseline, strict=True))
+    print(f"  overall: ours {ours_ok}/{len(pairs)} = {ours_ok / len(pairs):.1%}, "
+          f"plain math-verify {base_ok}/{len(pairs)} = {base_ok / len(pairs):.1%}")
+    return ours_ok, base_ok
 
 
 def timed(run) -> float:
@@ -194,14 +214,15 @@ def explosive(timeout_s: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=Path, default=PAIRS_FILE)
+    parser.add_argument("--pairs", type=Path, default=PAIRS_FILE, help="the pairs the speed figures use")
     parser.add_argument("--repeats", type=int, default=4, help="passes over the pairs for the speed figures")
     parser.add_argument("--timeout", type=float, default=1.0, help="timeout_s for the explosive inputs")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # plain math-verify logs every timeout and parse failure
     pairs = load_pairs(args.pairs)
     print("== agreement with the expected labels ==")
-    agreement(pairs)
+    for path in LABELLED_SETS:
+        agreement(load_pairs(path), path.relative_to(REPO).as_posix())
     cores = len(os.sched_getaffinity(0))
     print(f"== speed ({cores} cores, load average {os.getloadavg()[0]:.1f} at start) ==")
     throughput(pairs, args.repeats, cores)

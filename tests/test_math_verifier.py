@@ -200,3 +200,47 @@ def test_math_verify_and_hydra_share_one_process(tmp_path):
         cfg = compose(config_name="base", overrides=["lr=0.5", "+tags=[a,b]"])
     assert cfg.lr == 0.5 and list(cfg.tags) == ["a", "b"]
     assert verify(parse(r"$\frac{1}{2}$"), parse(r"$0.5$"))
+
+
+# Labelled cases written for this project (tests/data/math_equivalence_cases.jsonl): every category where
+# wrappers of math-verify lose answers or accept wrong ones, both ways, with the false-positive kinds marked
+# `must_be_false`. Answer styles of NuminaMath-CoT and MATH, and facts from public graders' test suites.
+CASES = [json.loads(line) for line in (REPO_ROOT / "tests" / "data" / "math_equivalence_cases.jsonl").open()]
+
+
+def plain_math_verify(prediction: str, reference: str) -> bool:
+    """math-verify 0.9.0 as its README uses it: the gold answer in `$...$`, the response parsed whole."""
+    from math_verify import parse, verify
+
+    gold = reference if "\\boxed" in reference else f"${reference}$"
+    try:
+        return bool(verify(parse(gold), parse(prediction)))
+    except Exception:  # its own time-outs and parser errors count as "not equal"
+        return False
+
+
+def test_labelled_cases_cover_every_category_both_ways():
+    by_category: dict[str, set[bool]] = {}
+    for case in CASES:
+        by_category.setdefault(case["category"], set()).add(case["expected"])
+    one_way = [category for category, labels in by_category.items() if labels != {True, False}]
+    assert not one_way, one_way
+
+
+def test_no_false_correct_on_the_must_be_false_cases():
+    hard = [case for case in CASES if case["must_be_false"]]
+    assert len(hard) >= 10 and all(not case["expected"] for case in hard)
+    verdicts = are_equivalent([c["prediction"] for c in hard], [c["reference"] for c in hard])
+    assert [case["id"] for case, verdict in zip(hard, verdicts, strict=True) if verdict] == []
+
+
+def test_at_least_as_right_as_plain_math_verify_on_every_source():
+    ours = are_equivalent([c["prediction"] for c in CASES], [c["reference"] for c in CASES])
+    for source in sorted({case["source"] for case in CASES}):
+        rows = [(case, verdict) for case, verdict in zip(CASES, ours, strict=True) if case["source"] == source]
+        ours_right = sum(verdict == case["expected"] for case, verdict in rows)
+        plain_right = sum(plain_math_verify(case["prediction"], case["reference"]) == case["expected"]
+                          for case, _ in rows)
+        assert ours_right >= plain_right, (source, ours_right, plain_right)
+    wrong = [case["id"] for case, verdict in zip(CASES, ours, strict=True) if verdict != case["expected"]]
+    assert wrong == []

@@ -31,16 +31,47 @@ _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # --------------------------------------------------------------------------------------------------
 
 
+# Between boxes that form one answer: punctuation, "and"/"or", and a variable name before the next box.
+_BOX_SEPARATOR = re.compile(r"^[\s$,;.]*(?:(?:and|or|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad)[\s$,;]*)?"
+                            r"(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?$")
+
+
 def extract_answer(response: str) -> str | None:
-    """Content of the LAST `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), braces balanced; else None."""
+    """Content of the LAST `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), braces balanced; else None.
+
+    Boxes written side by side as one answer (`\\boxed{3}, \\boxed{5}`, `\\boxed{3} and \\boxed{5}`) are joined
+    as a list (`3, 5`); a box separated from the last one by any other text is not part of the answer.
+    """
     if not isinstance(response, str):
         return None
     matches = list(_BOX_COMMAND.finditer(response))
     if not matches:
         return None
     # An unbalanced last box is a truncated answer: an earlier box is not the final answer either.
-    content = _box_content(response, matches[-1].end())
-    return content.strip() if content is not None else None
+    contents = []
+    following_start = None
+    for match in reversed(matches):
+        content, end = _box_span(response, match.end())
+        if content is None:
+            if not contents:
+                return None
+            break
+        if following_start is not None and not _BOX_SEPARATOR.match(response[end:following_start]):
+            break
+        contents.append(content.strip())
+        following_start = match.start()
+    return ", ".join(reversed(contents))
+
+
+def _box_span(text: str, start: int) -> tuple[str | None, int]:
+    """`_box_content` and where the box ends (for joining boxes written side by side)."""
+    content = _box_content(text, start)
+    if content is None:
+        return None, start
+    position = text.find(content, start) + len(content)
+    if position < len(text) and text[position] == "}":
+        position += 1
+    return content, position
 
 
 def _box_content(text: str, start: int) -> str | None:
@@ -70,11 +101,24 @@ def _box_content(text: str, start: int) -> str | None:
 
 _SPACING = re.compile(r"(?<!\\)\\(?:[,;:!> ]|quad(?![A-Za-z])|qquad(?![A-Za-z]))|~")  # not `\\` (a new row)
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])|°")
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])")
+_DEGREE_VALUE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])|°)")
 _TEXT_COMMANDS = re.compile(r"\\(?:textbf|textrm|textnormal|textit|mathrm|mbox)\s*\{")
 _TEXT_STARTING_WITH_NUMBER = re.compile(r"\\text\{\s*(-?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z][^{}]*)\}")
-_GROUPED_DIGITS = re.compile(r"^-?\d{1,3}(?:(?:\s|\{,\}|\\,|\\!)\d{3})+(?:\.\d+)?$")
+# Digit grouping: Western (1,000,000; 1 000 000; 1\,000) and South Asian (1,00,000; 12,34,56,789).
+_GROUPED_DIGITS = re.compile(r"^-?\d{1,3}(?:(?:\s|\{,\}|\\,|\\!|,)\d{3})+(?:\.\d+)?$")
+_INDIAN_GROUPING = re.compile(r"^-?\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d{1,2}|\d{4,})$")  # no thousands grouping fits: 1000,99 or 3,5
+_SCIENTIFIC = re.compile(r"^(-?\d+(?:\.\d+)?)[eE]([+-]?\d+)$")
 _MIXED_NUMBER = re.compile(r"^(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$")  # 1\frac{1}{2} means 3/2, not 1·½
+_MIXED_SLASH = re.compile(r"^(\d+)\s+(\d+)\s*/\s*(\d+)$")  # 3 1/2
+# LaTeX commands given parenthesised arguments: math-verify reads `4\sqrt(2)` as 4.
+_PAREN_FRACTION = re.compile(r"\\[dt]?frac\s*\(([^()]*)\)\s*\(([^()]*)\)")
+_PAREN_ARGUMENT = re.compile(r"\\(sqrt)\s*\(([^()]*)\)")
+_STILL_MALFORMED = re.compile(r"\\(?:sqrt|[dt]?frac|binom)\s*\(")
 _PERCENT = re.compile(r"(?:\\%|%|\\text\{\s*(?:percent|\\%|%)\s*\}|\s+percent)$")
+_RELATIONS = ((r"\\geq?(?![A-Za-z])|>=|≥", r"\\geq "), (r"\\leq?(?![A-Za-z])|<=|≤", r"\\leq "),
+              (r"\\neq?(?![A-Za-z])|!=|≠", r"\\neq "), (r"\\lt(?![A-Za-z])", "<"), (r"\\gt(?![A-Za-z])", ">"))
 
 
 def _normalize(answer: str) -> str:
@@ -84,15 +128,31 @@ def _normalize(answer: str) -> str:
     text = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", text)
     text = re.sub(r"\\(?:displaystyle|left|right|big|Big|bigg|Bigg)(?![A-Za-z])", "", text)
     text = _TEXT_COMMANDS.sub(r"\\text{", text)
+    if _TRIG.search(text):  # sin 30° is sin(π/6), not sin(30)
+        text = _DEGREE_VALUE.sub(lambda m: f"({m[1]}\\pi/180)", text)
     text = _DEGREES.sub("", text)
-    if _GROUPED_DIGITS.match(text.strip()):
-        text = re.sub(r"\s|\{,\}|\\,|\\!", "", text)
+    for pattern, replacement in _RELATIONS:
+        text = re.sub(pattern, replacement, text)
+    stripped = text.strip()
+    if _GROUPED_DIGITS.match(stripped) or _INDIAN_GROUPING.match(stripped):
+        text = re.sub(r"\s|\{,\}|\\,|\\!|,", "", stripped)
+    elif _DECIMAL_COMMA.match(stripped):
+        text = _DECIMAL_COMMA.sub(r"\1.\2", stripped)
+    text = _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text.strip())
     text = _SPACING.sub(" ", text).replace("{,}", ",")
     text = _TEXT_STARTING_WITH_NUMBER.sub(r"\1 \\text{\2}", text)
     text = text.replace("\\varnothing", "\\emptyset")
     text = _MIXED_NUMBER.sub(lambda m: f"\\frac{{{int(m[1]) * int(m[3]) + int(m[2])}}}{{{m[3]}}}", text)
+    text = _MIXED_SLASH.sub(lambda m: f"\\frac{{{int(m[1]) * int(m[3]) + int(m[2])}}}{{{m[3]}}}", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text.rstrip(".").strip()
+
+
+def _repair(answer: str) -> str:
+    """LaTeX math-verify misreads, written the way the author meant: `4\\sqrt(2)` → `4\\sqrt{2}`,
+    `\\frac(1)(3)` → `\\frac{1}{3}`."""
+    answer = _PAREN_FRACTION.sub(lambda m: f"\\frac{{{m[1]}}}{{{m[2]}}}", answer)
+    return _PAREN_ARGUMENT.sub(lambda m: f"\\{m[1]}{{{m[2]}}}", answer)
 
 
 def _canonical(answer: str) -> str:
@@ -101,19 +161,24 @@ def _canonical(answer: str) -> str:
     return re.sub(r"(?<![\d,])\s+|\s+(?!\d)", "", _normalize(answer))
 
 
-_CHOICE = re.compile(r"^(?:\(([A-E])\)|([A-E]))(?:[\s.:]+(.*)|\s*)$", re.DOTALL)
+# A choice letter is the whole answer: `B`, `(B)`, `B)`, `\text{(B)}`, `\mathrm{B}`, `\mathcal{B}`, or a letter
+# in parentheses or followed by `)` and then the option's text. Never the first letter of an expression.
+_CHOICE = re.compile(r"^(?:\(([A-E])\)(?:\s*(.*))?|([A-E])\)\s*(.*)|([A-E]))$", re.DOTALL)
+_LETTER_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|mathcal|mathit|textrm)\s*\{\s*(\(?[A-E]\)?)\s*\}(.*)$",
+                             re.DOTALL)
 
 
 def _split_choice(answer: str) -> tuple[str | None, str]:
-    """`(B) 12`, `\\text{(B)}`, `B` → ("B", "12" / ""); answers that are not a choice letter → (None, answer)."""
-    text = answer.strip()
-    unwrapped = re.fullmatch(r"\\text\{\s*(\(?[A-E]\)?)\s*\}(.*)", text, re.DOTALL)
+    """`(B) 12`, `B) 12`, `\\text{(B)}`, `\\mathcal{B}`, `B` → ("B", "12" / ""); anything else → (None, answer)."""
+    text = answer.strip().rstrip(".").strip()
+    unwrapped = _LETTER_WRAPPER.match(text)
     if unwrapped:
         text = f"{unwrapped.group(1)} {unwrapped.group(2).strip()}".strip()
     match = _CHOICE.match(text)
     if not match:
         return None, answer
-    return match.group(1) or match.group(2), (match.group(3) or "").strip()
+    letter = match.group(1) or match.group(3) or match.group(5)
+    return letter, (match.group(2) or match.group(4) or "").strip()
 
 
 def _split_percent(answer: str) -> tuple[str, bool]:
@@ -142,7 +207,15 @@ def _answers_match(prediction: str, reference: str) -> bool:
 
 
 def _values_match(prediction: str, reference: str) -> bool:
-    """Compare two answers with math-verify; a percentage also matches its value as a fraction of 100."""
+    """math-verify on the answers as written first; then the project's rewrites, each only adding matches
+    (a percentage also matches its value as a fraction of 100); then equations equal up to a factor."""
+    prediction, reference = _repair(prediction), _repair(reference)
+    if _STILL_MALFORMED.search(prediction):
+        return False  # whatever math-verify would read out of it is not what was written
+    # math-verify drops degree signs, so sin 30° would equal sin 30: trigonometry in degrees goes to the rewrite.
+    in_degrees = any(_TRIG.search(a) and _DEGREES.search(a) for a in (prediction, reference))
+    if not in_degrees and _math_verify_equal(prediction, reference, boxed=True):
+        return True
     pred, pred_is_percent = _split_percent(_normalize(prediction))
     ref, ref_is_percent = _split_percent(_normalize(reference))
     candidates = [(pred, ref)]
@@ -150,26 +223,52 @@ def _values_match(prediction: str, reference: str) -> bool:
         candidates.append((pred, f"\\frac{{{ref}}}{{100}}"))
     elif pred_is_percent and not ref_is_percent:
         candidates.append((f"\\frac{{{pred}}}{{100}}", ref))
-    return any(_math_verify_equal(p, r) for p, r in candidates)
+    return any(_math_verify_equal(p, r) for p, r in candidates) or _equations_proportional(pred, ref)
 
 
-def _math_verify_equal(prediction: str, reference: str) -> bool:
-    """math-verify's verify on two bare LaTeX answers, its signal-based timeouts off (we kill instead)."""
+def _math_verify_equal(prediction: str, reference: str, boxed: bool = False) -> bool:
+    """math-verify's verify on two bare LaTeX answers (`boxed`: parsed as `\\boxed{...}`, exactly as plain
+    math-verify reads a boxed answer), its signal-based timeouts off (we kill instead)."""
     from math_verify import verify
 
-    gold, target = _parse_answer(reference), _parse_answer(prediction)
+    gold, target = _parse_answer(reference, boxed), _parse_answer(prediction, boxed)
     if not gold or not target:
         return False
     return bool(verify(list(gold), list(target), allow_set_relation_comp=True, timeout_seconds=None))
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_answer(answer: str) -> tuple:
+def _parse_answer(answer: str, boxed: bool = False) -> tuple:
     """math-verify's parse of one answer, cached: the candidates of a problem share its reference answer."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
+    if boxed:
+        return tuple(parse(f"\\boxed{{{answer}}}", parsing_timeout=None))
     configs = (LatexExtractionConfig(), ExprExtractionConfig())
     return tuple(parse(f"${answer}$", extraction_config=configs, parsing_timeout=None))
+
+
+def _equations_proportional(prediction: str, reference: str) -> bool:
+    """`2x+1=0` and `4x+2=0`: two equations whose sides' differences are a non-zero constant multiple of each
+    other have the same solutions, so they count as the same answer (documented in docs/math_verifier.md)."""
+    if prediction.count("=") != 1 or reference.count("=") != 1 or any(
+            symbol in side for side in (prediction, reference) for symbol in ("\\geq", "\\leq", "\\neq", "<", ">")):
+        return False
+    import sympy
+
+    try:
+        differences = []
+        for answer in (prediction, reference):
+            parsed = [item for item in _parse_answer(answer) if isinstance(item, sympy.Eq)]
+            if not parsed:
+                return False
+            differences.append(sympy.simplify(parsed[0].lhs - parsed[0].rhs))
+        if differences[1] == 0 or not differences[0].free_symbols:
+            return False
+        ratio = sympy.simplify(differences[0] / differences[1])
+        return not ratio.free_symbols and ratio.is_number and ratio != 0 and ratio.is_finite is True
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError, sympy.SympifyError):
+        return False
 
 
 class _SoftTimeout(BaseException):
@@ -495,7 +594,7 @@ def are_equivalent(
 _PROOF_TASK = re.compile(r"\b(?:prove|show that|demonstrate that|verify that|justify why)\b", re.IGNORECASE)
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _WORD = re.compile(r"[A-Za-z]{3,}")
-_PAREN_ARGUMENT = re.compile(r"\\(?:sqrt|frac|dfrac|tfrac|binom)\s*\(")  # `4\sqrt(2)`: math-verify reads 4
+_PAREN_COMMAND = re.compile(r"\\(?:sqrt|frac|dfrac|tfrac|binom)\s*\(")  # `4\sqrt(2)`: math-verify reads 4
 MAX_REFERENCE_CHARS = 200
 
 
@@ -510,7 +609,7 @@ def reference_problem(problem: str, answer: str) -> str | None:
         return "proof problem"
     if len(answer) > MAX_REFERENCE_CHARS:
         return f"answer longer than {MAX_REFERENCE_CHARS} characters"
-    if answer.count("{") != answer.count("}") or _PAREN_ARGUMENT.search(answer):
+    if answer.count("{") != answer.count("}") or _PAREN_COMMAND.search(answer):
         return "malformed LaTeX answer"
     if len(_WORD.findall(_LATEX_COMMAND.sub(" ", answer))) >= 2:
         return "free-text answer"
