@@ -40,3 +40,28 @@ def single_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the requirement resolves (network-bound, about a minute) at once when their tests are selected,
+    so they overlap the rest of the suite instead of adding to it."""
+    if any(item.module.__name__ == "test_requirements" for item in session.items):
+        import tempfile
+
+        from test_requirements import start_resolutions
+
+        folder = Path(tempfile.mkdtemp(prefix="rt-resolve-"))
+        session.config.requirement_resolutions = start_resolutions(folder)
+        session.config.requirement_resolution_dir = folder
+
+
+def pytest_sessionfinish(session) -> None:
+    import shutil
+
+    for process, _ in getattr(session.config, "requirement_resolutions", {}).values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    folder = getattr(session.config, "requirement_resolution_dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -35,30 +34,44 @@ def pins(files: list[str]) -> dict[str, str]:
     return found
 
 
-def resolve(files: list[str], report: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--disable-pip-version-check", "--report", str(report)]
-    for name in files:
-        command += ["-r", str(REPO_ROOT / name)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+def start_resolutions(folder: Path) -> dict[str, tuple[subprocess.Popen, Path]]:
+    """Start resolving every machine set in the background (conftest calls this when the session starts, so
+    the minute of metadata requests overlaps the other tests); returns kind → (process, report path)."""
+    started = {}
+    for kind, files in MACHINE_SETS.items():
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                   "--disable-pip-version-check", "--report", str(folder / f"{kind}.json")]
+        for name in files:
+            command += ["-r", str(REPO_ROOT / name)]
+        log = (folder / f"{kind}.log").open("w")
+        started[kind] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                          text=True), folder / f"{kind}.json")
+    return started
 
 
 @pytest.fixture(scope="module")
-def resolutions(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    """Both machine sets resolved in parallel (each takes about a minute of metadata requests)."""
-    folder = tmp_path_factory.mktemp("resolve")
-    with ThreadPoolExecutor(len(MACHINE_SETS)) as pool:
-        jobs = {kind: pool.submit(resolve, files, folder / f"{kind}.json") for kind, files in MACHINE_SETS.items()}
-        return {kind: (job.result(), folder / f"{kind}.json") for kind, job in jobs.items()}
+def resolutions(request, tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
+    """kind → (exit code, pip's output, report path), from the session's background resolves."""
+    started = getattr(request.config, "requirement_resolutions", None) or start_resolutions(
+        tmp_path_factory.mktemp("resolve"))
+    finished = {}
+    for kind, (process, report) in started.items():
+        try:
+            code = process.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        finished[kind] = (code, report.with_suffix(".log").read_text(), report)
+    return finished
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(MACHINE_SETS))
 def test_requirement_set_resolves_to_its_pins(kind, resolutions):
-    result, report = resolutions[kind]
-    if result.returncode != 0 and any(marker in result.stderr for marker in NETWORK_ERRORS):
-        pytest.skip(f"the package index is not reachable: {result.stderr.strip().splitlines()[-1]}")
-    assert result.returncode == 0, f"{kind} set does not resolve:\n{result.stderr[-3000:]}"
+    code, output, report = resolutions[kind]
+    if code != 0 and any(marker in output for marker in NETWORK_ERRORS):
+        pytest.skip(f"the package index is not reachable: {output.strip().splitlines()[-1]}")
+    assert code == 0, f"{kind} set does not resolve:\n{output[-3000:]}"
     resolved = {re.sub(r"[-_.]+", "-", item["metadata"]["name"]).lower(): item["metadata"]["version"]
                 for item in json.loads(report.read_text())["install"]}
     expected = pins(MACHINE_SETS[kind])
