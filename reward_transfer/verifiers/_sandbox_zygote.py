@@ -167,7 +167,8 @@ def _enter_allowlist_root(workdir: str) -> None:
         _bind_read_only(f"/dev/{device}", f"{root}/dev/{device}", devices=True)
     for name in ("proc", SANDBOX_DIR.lstrip("/"), ".old"):
         os.makedirs(os.path.join(root, name), mode=0o755, exist_ok=True)
-    os.symlink(SANDBOX_DIR, os.path.join(root, "tmp"))
+    if not os.path.lexists(os.path.join(root, "tmp")):  # else the runtime itself lives under /tmp (a checkout)
+        os.symlink(SANDBOX_DIR, os.path.join(root, "tmp"))
     _libc_call(_LIBC.syscall, _SYSCALLS["pivot_root"], root.encode(), f"{root}/.old".encode())
     os.chdir("/")
     _libc_call(_LIBC.umount2, b"/.old", MNT_DETACH)
