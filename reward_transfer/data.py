@@ -40,10 +40,13 @@ def load_table(name_or_path: str, split: str = "train") -> Dataset:
         builder = FILE_BUILDERS.get(path.suffix)
         if builder is None:
             raise UserError(f"{name_or_path}: unsupported file type (use {', '.join(FILE_BUILDERS)})")
+        if not path.read_bytes()[:4096].strip():
+            raise UserError(f"{name_or_path}: the file is empty")
         try:
-            return datasets.load_dataset(builder, data_files=str(path), split="train")
+            table = datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as err:  # the builders raise many types for malformed files
             raise UserError(f"{name_or_path}: cannot read as {builder}: {err}") from err
+        return _file_split(table, name_or_path, split)
     if looks_like_local_path(name_or_path) or path.suffix in FILE_BUILDERS:
         what = "is not a dataset directory" if path.exists() else "does not exist"
         raise UserError(f"dataset path {name_or_path} {what}")
@@ -59,6 +62,20 @@ def load_table(name_or_path: str, split: str = "train") -> Dataset:
             f"cannot load dataset '{name_or_path}' (split {split}) from the Hugging Face Hub: {err.__class__.__name__}"
             ". Offline? Point dataset.datasets[].name_or_path at a local directory or file instead."
         ) from err
+
+
+def _file_split(table: Dataset, source: str, split: str) -> Dataset:
+    """One file holds one split: the rows of its `split` column that name `split`, else the whole file when
+    `train` is asked for; any other split of a file without that column is refused (never silently train)."""
+    if "split" in table.column_names:
+        rows = table.filter(lambda value: value == split, input_columns="split", keep_in_memory=True)
+        if len(rows) == 0:
+            raise UserError(f"{source}: no rows with split '{split}' (splits: {', '.join(sorted(set(table['split'])))})")
+        return rows
+    if split != "train":
+        raise UserError(f"{source}: a file without a 'split' column is one split (train); split '{split}' needs a "
+                        "file of its own or a 'split' column")
+    return table
 
 
 def _load_hub_file(url: str) -> Dataset:

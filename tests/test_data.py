@@ -87,3 +87,26 @@ def test_a_script_dataset_is_refused_with_the_data_file_route(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     with pytest.raises(UserError, match=r"loading-script dataset.*hf://datasets/codeparrot/apps/train.jsonl"):
         load_table("codeparrot/apps", split="train")
+
+
+def test_an_empty_file_says_it_is_empty(tmp_path):
+    empty = tmp_path / "pairs.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(UserError, match=r"pairs\.jsonl: the file is empty$"):
+        load_table(str(empty))
+
+
+def test_splits_of_a_local_file_are_honoured_or_refused(tmp_path):
+    rows = [{"problem": f"p{i}", "accepted": "a", "rejected": "r", "split": "eval" if i % 3 == 0 else "train"}
+            for i in range(9)]
+    with_column = tmp_path / "pairs.jsonl"
+    with_column.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert load_table(str(with_column), "eval")["problem"] == ["p0", "p3", "p6"]
+    assert len(load_table(str(with_column), "train")) == 6
+    with pytest.raises(UserError, match="no rows with split 'test'"):
+        load_table(str(with_column), "test")
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "split"}) + "\n" for row in rows))
+    assert len(load_table(str(plain), "train")) == 9
+    with pytest.raises(UserError, match="split 'eval' needs a file of its own or a 'split' column"):
+        load_table(str(plain), "eval")
