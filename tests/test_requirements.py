@@ -43,9 +43,9 @@ def start_resolutions(folder: Path) -> dict[str, tuple[subprocess.Popen, Path]]:
                    "--disable-pip-version-check", "--report", str(folder / f"{kind}.json")]
         for name in files:
             command += ["-r", str(REPO_ROOT / name)]
-        log = (folder / f"{kind}.log").open("w")
-        started[kind] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                          text=True), folder / f"{kind}.json")
+        with (folder / f"{kind}.log").open("w") as log:  # the child keeps its own copy of the descriptor
+            started[kind] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                              text=True), folder / f"{kind}.json")
     return started
 
 

@@ -51,7 +51,7 @@ def extract_answer(response: str) -> str | None:
     contents = []
     following_start = None
     for match in reversed(matches):
-        content, end = _box_span(response, match.end())
+        content, end = _box_content(response, match.end())
         if content is None:
             if not contents:
                 return None
@@ -63,19 +63,9 @@ def extract_answer(response: str) -> str | None:
     return ", ".join(reversed(contents))
 
 
-def _box_span(text: str, start: int) -> tuple[str | None, int]:
-    """`_box_content` and where the box ends (for joining boxes written side by side)."""
-    content = _box_content(text, start)
-    if content is None:
-        return None, start
-    position = text.find(content, start) + len(content)
-    if position < len(text) and text[position] == "}":
-        position += 1
-    return content, position
-
-
-def _box_content(text: str, start: int) -> str | None:
-    """The argument of a box command whose name ends at `start`: `{...}` balanced, or `\\boxed 5` style."""
+def _box_content(text: str, start: int) -> tuple[str | None, int]:
+    """The argument of a box command whose name ends at `start` (`{...}` balanced, or `\\boxed 5` style) and
+    the index just past it; (None, start) when there is none."""
     position = start
     while position < len(text) and text[position] in " \t":
         position += 1
@@ -90,13 +80,13 @@ def _box_content(text: str, start: int) -> str | None:
             elif char == "}" and text[index - 1] != "\\":
                 depth -= 1
                 if depth == 0:
-                    return text[position + 1 : index]
-        return None
+                    return text[position + 1 : index], index + 1
+        return None, start
     if position > start:
         bare = re.match(r"[^\s$]+", text[position:])
         if bare:
-            return bare.group(0).rstrip(".")
-    return None
+            return bare.group(0).rstrip("."), position + bare.end()
+    return None, start
 
 
 _SPACING = re.compile(r"(?<!\\)\\(?:[,;:!> ]|quad(?![A-Za-z])|qquad(?![A-Za-z]))|~")  # not `\\` (a new row)
