@@ -1,17 +1,7 @@
 """Generate preference pairs for math or code: `python generate_preference_data.py --config-name=math`."""
 
-import hydra
-from omegaconf import DictConfig
-
-from reward_transfer.cli import entry_point
+from reward_transfer.cli import run_hydra_script
 from reward_transfer.generation import generate_preference_data
 
-
-@hydra.main(version_base="1.3", config_path="configs/generate_preference_data", config_name=None)
-def main(cfg: DictConfig) -> None:
-    with entry_point():
-        generate_preference_data(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    run_hydra_script("generate_preference_data", generate_preference_data, doc=__doc__)

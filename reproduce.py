@@ -3,18 +3,8 @@
 See docs/reproduce.md: profiles, only=/skip=, resuming, the run folder.
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from reward_transfer.cli import entry_point
+from reward_transfer.cli import run_hydra_script
 from reward_transfer.reproduction import reproduce
 
-
-@hydra.main(version_base="1.3", config_path="configs/reproduce", config_name="config")
-def main(cfg: DictConfig) -> None:
-    with entry_point():
-        reproduce(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    run_hydra_script("reproduce", reproduce, default="config", doc=__doc__)

@@ -20,9 +20,11 @@ from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
 from reward_transfer.config import HubConfig, ScoringModelConfig, register_schema
-from reward_transfer.data import PAIR_COLUMNS, load_table, require_columns, sample_rows
+from reward_transfer.data import PAIR_COLUMNS, as_pairs, load_table, require_columns, sample_rows
 from reward_transfer.errors import UserError
-from reward_transfer.storage import atomic_directory
+from reward_transfer.hub import push_dataset
+from reward_transfer.rerun import refuse_other_settings, result_settings, to_plain
+from reward_transfer.storage import atomic_directory, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class SelectionDatasetConfig:
     # dataset.max_examples=<pool_size> and the same seed (Table 1's 60k). None: the whole train split.
     pool_size: int | None = None
     batch_size: int = 16
+    columns: dict[str, str] = field(default_factory=dict)  # round 1: the pool's own names of the pair roles
 
 
 @dataclass
@@ -59,10 +62,13 @@ class ActiveDataSelectionConfig:
     dataset: SelectionDatasetConfig = field(default_factory=SelectionDatasetConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     seed: int = 42
+    overwrite: bool = False  # replace an output state that holds another selection
     huggingface: HubConfig = field(default_factory=HubConfig)
 
 
 register_schema("active_data_selection", ActiveDataSelectionConfig)
+# How fast or where a selection runs, never which pairs it picks (plus rerun.COMMON_RESUMABLE_KEYS).
+RESUMABLE_KEYS = ("dataset.batch_size", "dataset.output_dataset_name_or_path", "model.device")
 
 
 def select_by_margin(margins: Sequence[float], n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -108,7 +114,8 @@ def _check_domain(pairs: Dataset, domain: str, source: str) -> None:
         raise UserError(f"{source}: pairs of domain {', '.join(sorted(map(str, found)))}, but domain={domain}")
 
 
-def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int = 42) -> PoolState:
+def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int = 42,
+              columns: dict[str, str] | None = None) -> PoolState:
     """The current L and U: from a state directory, or (round 1) the `train` split of a pair dataset, sampled to
     `pool_size` pairs exactly as training samples `dataset.max_examples` (`data.sample_rows`, same seed)."""
     info_path = Path(source).expanduser() / STATE_INFO
@@ -122,7 +129,7 @@ def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int 
         if missing:
             raise UserError(f"{source}: state without split(s) {', '.join(sorted(missing))}")
         return PoolState(state["selected"], state["rest"], info)
-    pool = load_table(source, "train")
+    pool = as_pairs(load_table(source, "train"), source, columns)
     require_columns(pool, PAIR_COLUMNS, source)
     _check_domain(pool, domain, source)
     if "pair_id" not in pool.column_names:
@@ -219,14 +226,47 @@ def _check_conservation(info: dict[str, Any], selected: Dataset, rest: Dataset) 
         raise RuntimeError("active-learning state lost or duplicated pairs; nothing was written")
 
 
+def finished_round(cfg: DictConfig, source: str, target: str, round_number: int,
+                   settings: dict) -> dict[str, Any] | None:
+    """The rerun rule for a state: the summary of this very round when `target` already holds it (None: select).
+
+    A target holding other rounds (e.g. rounds 1–2 when this selection makes round 1) or this round made with other
+    settings is refused in one line unless `overwrite=true`; reading and writing one directory (the seed's
+    layout) advances it by a round.
+    """
+    target_path = Path(target).expanduser()
+    if cfg.overwrite or not target_path.is_dir() or not any(target_path.iterdir()):
+        return None
+    if target_path.resolve() == Path(source).expanduser().resolve():
+        return None
+    info_path = target_path / STATE_INFO
+    if not info_path.is_file():
+        raise UserError(f"dataset.output_dataset_name_or_path: {target} holds files that are not an active-learning "
+                        "state; choose another directory or set overwrite=true")
+    rounds = json.loads(info_path.read_text())["rounds"]
+    if len(rounds) != round_number:
+        held = "round 1" if len(rounds) == 1 else f"rounds 1–{len(rounds)}"
+        raise UserError(f"dataset.output_dataset_name_or_path: {target} holds {held}, but this selection makes "
+                        f"round {round_number}; choose another directory or set overwrite=true to replace it")
+    refuse_other_settings("active_data_selection", target_path, rounds[-1].get("settings", {}), settings)
+    print(f"active_data_selection: {target} already holds round {round_number} with these settings; "
+          "nothing to do", flush=True)
+    return {k: v for k, v in rounds[-1].items() if k not in ("pair_ids", "settings")}
+
+
 def select_pairs(cfg: DictConfig) -> dict[str, Any]:
     """Run one selection round: score U (up to `max_to_look_at`), pick pairs, write the new state atomically."""
     from reward_transfer.scoring import process_state
 
     source, target = cfg.dataset.dataset_name_or_path, cfg.dataset.output_dataset_name_or_path
-    pool = load_pool(source, cfg.domain, cfg.dataset.pool_size, cfg.seed)
+    ensure_writable(Path(target).expanduser(), "dataset.output_dataset_name_or_path", parent=True)
+    pool = load_pool(source, cfg.domain, cfg.dataset.pool_size, cfg.seed, dict(cfg.dataset.columns))
     _check_request(cfg, pool, source)
     round_number = len(pool.info["rounds"]) + 1
+    settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
+    done = finished_round(cfg, source, target, round_number, settings)
+    if done is not None:
+        return done
     rng = np.random.default_rng([cfg.seed, round_number])
     picked, margins, scanned = choose(cfg, pool.rest, rng)
 
@@ -252,13 +292,14 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
                     None if margin_of is None else np.array([margin_of[i] for i in picked.tolist()]), margins),
     }
     info = dict(pool.info)
-    info["rounds"] = [*pool.info["rounds"], {**summary, "pair_ids": list(chosen["pair_id"])}]
+    info["rounds"] = [*pool.info["rounds"], {**summary, "pair_ids": list(chosen["pair_id"]), "settings": settings}]
     state = DatasetDict({"train": chosen if cfg.selection.train_on == "new" else selected,
                          "selected": selected, "rest": rest})
     if process_state().is_main_process:
         _write_state(state, info, summary, target)
         if cfg.huggingface.push_to_hub:
-            _push(state, cfg.huggingface)
+            push_dataset(state, cfg.huggingface.repo_id, cfg.huggingface.private,
+                         retry="push the state directory with `datasets.load_from_disk(...).push_to_hub`")
         print(_summary_text(summary, target), flush=True)
     return summary
 
@@ -271,12 +312,6 @@ def _write_state(state: DatasetDict, info: dict[str, Any], summary: dict[str, An
         state.save_to_disk(str(tmp), num_shards={split: 1 for split, rows in state.items() if len(rows) == 0})
         (tmp / STATE_INFO).write_text(json.dumps(info, indent=2) + "\n")
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _push(state: DatasetDict, hub: DictConfig) -> None:
-    if not hub.repo_id:
-        raise UserError("huggingface.push_to_hub=true needs huggingface.repo_id")
-    state.push_to_hub(hub.repo_id, private=hub.private)
 
 
 def _summary_text(summary: dict[str, Any], target: str) -> str:

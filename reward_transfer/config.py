@@ -12,6 +12,9 @@ class DatasetSpec:
     name_or_path: str = "???"
     split: str = "train"
     ratio: float = 1.0
+    # The dataset's own column names for the pair roles, e.g. {problem: question}; unnamed roles: ours
+    # (problem/accepted/rejected), else TRL's and RewardBench's (prompt/chosen/rejected).
+    columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -25,7 +28,7 @@ class LoggingConfig:
 class HubConfig:
     push_to_hub: bool = False
     repo_id: str | None = None
-    private: bool = False
+    private: bool = True  # every stage's push creates a private repo unless told otherwise
 
 
 @dataclass

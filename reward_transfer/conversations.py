@@ -6,20 +6,31 @@ InternLM2-style model gets its reward token appended, and a conversation longer 
 end of its answer (the prompt and the template's closing tokens are kept).
 """
 
+import json
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-
-def conversation(problem: str, answer: str) -> list[dict[str, str]]:
-    """The chat messages of one scored pair side: the problem as the user turn, the answer as the assistant's."""
-    return [{"role": "user", "content": problem}, {"role": "assistant", "content": answer}]
+# A problem is a string (the user turn) or, for conversational preference data, the prompt's messages.
+Problem = str | list[dict[str, str]]
 
 
-def format_conversation(tokenizer: PreTrainedTokenizerBase, problem: str, answer: str) -> str:
+def conversation(problem: Problem, answer: str) -> list[dict[str, str]]:
+    """The chat messages of one scored pair side: the problem as the user turn(s), the answer as the assistant's."""
+    prompt = [{"role": "user", "content": problem}] if isinstance(problem, str) else list(problem)
+    return [*prompt, {"role": "assistant", "content": answer}]
+
+
+def problem_key(problem: Problem) -> str:
+    """A hashable form of a problem (to score each distinct conversation once)."""
+    return problem if isinstance(problem, str) else json.dumps(problem, sort_keys=True)
+
+
+def format_conversation(tokenizer: PreTrainedTokenizerBase, problem: Problem, answer: str) -> str:
     """The conversation rendered by the tokenizer's chat template (special tokens included, as the template puts them)."""
     if not getattr(tokenizer, "chat_template", None):
-        return f"{problem}\n\n{answer}{tokenizer.eos_token or ''}"
+        turns = [m["content"] for m in conversation(problem, answer)]
+        return "\n\n".join(turns) + (tokenizer.eos_token or "")
     return tokenizer.apply_chat_template(conversation(problem, answer), tokenize=False)
 
 
@@ -39,7 +50,7 @@ class Encoded:
 
 def encode_conversation(
     tokenizer: PreTrainedTokenizerBase,
-    problem: str,
+    problem: Problem,
     answer: str,
     max_length: int | None = None,
     reward_token_id: int | None = None,

@@ -6,7 +6,7 @@ for training, evaluation and selection.
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -18,6 +18,8 @@ from reward_transfer.storage import looks_like_local_path
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("problem", "accepted", "rejected")  # what every pair dataset has (generation writes more)
+# The same roles in TRL's and RewardBench's preference format, read when a dataset lacks ours.
+TRL_PAIR_COLUMNS = {"problem": "prompt", "accepted": "chosen", "rejected": "rejected"}
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 HUB_FILE = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)$")
 
@@ -112,6 +114,72 @@ def sample_rows(dataset: Dataset, max_examples: int | None, seed: int, source: s
     return shuffled.select(range(max_examples), keep_in_memory=True)
 
 
+def _is_messages(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and "content" in m for m in value)
+
+
+def _split_conversation(prompt: object, side: object, source: str, row: int, column: str) -> tuple[object, str]:
+    """(prompt, answer) of one side: a string answer, or a conversation whose final assistant turn is the answer
+    and whose earlier turns (when no prompt column is given) are the prompt."""
+    if isinstance(side, str):
+        return prompt, side
+    if not _is_messages(side) or not side or side[-1].get("role") != "assistant":
+        raise UserError(f"{source}: row {row}, column {column}: expected a string or a message list ending with "
+                        "an assistant turn")
+    turns = side[:-1]
+    if prompt is None:
+        prompt = turns
+    elif turns:
+        prompt = [*([{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt), *turns]
+    return prompt, side[-1]["content"]
+
+
+def _simplify(prompt: object) -> object:
+    """A prompt that is one user turn becomes that turn's text (the form generation writes and the tables read)."""
+    if _is_messages(prompt) and len(prompt) == 1 and prompt[0].get("role") == "user":
+        return prompt[0]["content"]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt] if _is_messages(prompt) else prompt
+
+
+def as_pairs(table: Dataset, source: str, columns: Mapping[str, str] | None = None) -> Dataset:
+    """The table with the pair columns problem / accepted / rejected, from any preference format.
+
+    `columns` names the table's own columns for these roles (e.g. {problem: question}); unnamed roles use this
+    project's names, else TRL's / RewardBench's `prompt` / `chosen` / `rejected`. Sides may be strings or
+    conversational message lists (TRL's explicit or implicit prompt: the shared leading turns are the prompt).
+    Other columns (subset, pair_id, ...) are kept.
+    """
+    columns = dict(columns or {})
+    unknown = set(columns) - set(PAIR_COLUMNS)
+    if unknown:
+        raise UserError(f"{source}: columns: unknown role(s) {', '.join(sorted(unknown))} (roles: "
+                        f"{', '.join(PAIR_COLUMNS)})")
+    chosen = {role: columns.get(role) or (role if role in table.column_names else TRL_PAIR_COLUMNS[role])
+              for role in PAIR_COLUMNS}
+    implicit = chosen["problem"] not in table.column_names and "problem" not in columns
+    require_columns(table, [c for role, c in chosen.items() if not (implicit and role == "problem")], source)
+    if chosen == {role: role for role in PAIR_COLUMNS} and not implicit:
+        sample = table[0] if len(table) else {}
+        if all(isinstance(sample.get(c), str) for c in PAIR_COLUMNS) or not len(table):
+            return table  # already this project's pair format
+
+    def convert(row: dict, index: int) -> dict:
+        prompt = None if implicit else row[chosen["problem"]]
+        prompt_a, accepted = _split_conversation(prompt, row[chosen["accepted"]], source, index, chosen["accepted"])
+        prompt_r, rejected = _split_conversation(prompt, row[chosen["rejected"]], source, index, chosen["rejected"])
+        if implicit and prompt_a != prompt_r:
+            raise UserError(f"{source}: row {index}: the {chosen['accepted']} and {chosen['rejected']} conversations "
+                            "start with different turns, so they share no prompt")
+        if not isinstance(prompt_a, str) and not _is_messages(prompt_a):
+            raise UserError(f"{source}: row {index}, column {chosen['problem']}: expected a string or messages")
+        return {"problem": _simplify(prompt_a), "accepted": accepted, "rejected": rejected}
+
+    renamed = [c for c in chosen.values() if c in table.column_names]
+    keep = [c for c in table.column_names if c not in renamed and c not in PAIR_COLUMNS]
+    rows = [{**{c: table[i][c] for c in keep}, **convert(table[i], i)} for i in range(len(table))]
+    return Dataset.from_list(rows)
+
+
 def require_columns(dataset: Dataset, columns: Iterable[str], source: str) -> None:
     """Fail with a message naming the missing column(s) and listing the ones that exist."""
     missing = [c for c in columns if c not in dataset.column_names]
@@ -137,6 +205,8 @@ def load_datasets(
     parts = []
     for spec in specs:
         table = load_table(spec.name_or_path, spec.split)
+        if set(PAIR_COLUMNS) <= set(required_columns):
+            table = as_pairs(table, spec.name_or_path, getattr(spec, "columns", None))
         require_columns(table, required_columns, spec.name_or_path)
         if not 0 < spec.ratio <= 1:
             raise UserError(f"{spec.name_or_path}: ratio must be in (0, 1], got {spec.ratio}")

@@ -1,8 +1,11 @@
 """Expected failures (bad input, bad config) reported as one line with exit code 1, no traceback."""
 
+import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+ENVIRONMENT_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 class UserError(Exception):
@@ -16,4 +19,11 @@ def exit_on_user_error() -> Iterator[None]:
         yield
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except OSError as err:
+        if err.errno not in ENVIRONMENT_ERRORS:
+            raise
+        # A full disk or a permission the stage's own early checks could not foresee: the environment, not a bug.
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot write{where}: {err.strerror}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -17,13 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 from reward_transfer.config import DatasetSpec, LoggingConfig, ScoringModelConfig, register_schema
 from reward_transfer.data import PAIR_COLUMNS, load_datasets, load_table, require_columns
 from reward_transfer.errors import UserError
+from reward_transfer.rerun import is_complete, result_settings, to_plain, write_settings
 from reward_transfer.scoring import (
     load_reward_model,
     process_state,
     score_conversations,
     score_pairs_with_stats,
 )
-from reward_transfer.storage import atomic_write_json, atomic_write_text
+from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ class EvalConfig:
     save_scores: bool = True
     bootstrap_samples: int = 1000
     seed: int = 42
+    overwrite: bool = False
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 register_schema("eval", EvalConfig)
+# How fast or where an evaluation runs, never its results (plus rerun.COMMON_RESUMABLE_KEYS).
+RESUMABLE_KEYS = ("dataset.batch_size", "model.device", "save_scores")
 
 
 def _level(domain: str | None, score: float) -> str:
@@ -126,11 +130,18 @@ def _check(cfg: DictConfig) -> None:
         raise UserError(f"dataset.batch_size must be at least 1, got {cfg.dataset.batch_size}")
     if cfg.model.max_length < 8:
         raise UserError(f"model.max_length is too small: {cfg.model.max_length}")
+    if cfg.dataset.max_examples is not None and cfg.dataset.max_examples < 1:
+        raise UserError(f"dataset.max_examples must be positive or null, got {cfg.dataset.max_examples}")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the evaluation `cfg.mode` asks for, write `output_dir/results.json`, return the results."""
     _check(cfg)
+    output_dir = Path(cfg.output_dir)
+    ensure_writable(output_dir, "output_dir")
+    settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
+    if is_complete("eval", output_dir, settings, cfg.overwrite, (output_dir / "results.json").is_file()):
+        return json.loads((output_dir / "results.json").read_text())
     results = _evaluate_best_of_n(cfg) if cfg.mode == "best_of_n" else _evaluate_pairs(cfg)
     results.update({
         "name": cfg.name,
@@ -139,7 +150,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "config": OmegaConf.to_container(cfg, resolve=True),
     })
     if process_state().is_main_process:
-        output_dir = Path(cfg.output_dir)
+        # results.json marks the result complete: it goes first (when replaced) and comes back last.
+        (output_dir / "results.json").unlink(missing_ok=True)
+        write_settings(output_dir, settings)
         atomic_write_json(output_dir / "results.json", results)
         _log_to_wandb(cfg, results)
         print(_summary(results, output_dir / "results.json"), flush=True)
@@ -153,6 +166,9 @@ def _evaluate_pairs(cfg: DictConfig) -> dict[str, Any]:
                                     batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length)
     kinds = _pair_kinds(pairs, cfg.domain)
     results = pair_metrics(scored.chosen, scored.rejected, kinds, cfg.bootstrap_samples, cfg.seed)
+    if "subset" in pairs.column_names:  # RewardBench-style data: accuracy per subset as well
+        subsets = pair_metrics(scored.chosen, scored.rejected, [str(s) for s in pairs["subset"]], 0, cfg.seed)
+        results["accuracy_by_subset"] = subsets["accuracy_by_kind"]
     results.update({
         "data": [OmegaConf.to_container(spec) for spec in cfg.dataset.datasets],
         "max_examples": cfg.dataset.max_examples,
@@ -278,6 +294,8 @@ def _summary(results: dict[str, Any], path: Path) -> str:
         ]
         for kind, row in results.get("accuracy_by_kind", {}).items():
             lines.append(f"  {kind:<22} {row['accuracy']:.4f}  ({row['num_pairs']} pairs, {row['ties']} ties)")
+        for subset, row in results.get("accuracy_by_subset", {}).items():
+            lines.append(f"  subset {subset:<15} {row['accuracy']:.4f}  ({row['num_pairs']} pairs, {row['ties']} ties)")
     lines.append(f"results: {path}")
     return "\n".join(lines)
 

@@ -13,16 +13,18 @@ from pathlib import Path
 import torch
 
 from reward_transfer.errors import UserError
+from reward_transfer.hub import push_folder
 from reward_transfer.models import (
     REWARD_MODEL_INFO,
+    adapter_config_or_reason,
     load_reward_model,
-    read_adapter_config,
     read_reward_model_info,
     reward_head_name,
     reward_token_id,
     write_legacy_rope_scaling,
 )
-from reward_transfer.storage import atomic_directory, atomic_write_json, atomic_write_text
+from reward_transfer.rerun import is_complete, write_settings
+from reward_transfer.storage import atomic_directory, atomic_write_json, atomic_write_text, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +64,24 @@ def _copy_remote_code(base_model: str, target: Path) -> None:
 
 
 def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Path | None = None,
-                  push_to_hub: bool = False) -> Path:
-    """Merge adapter `model_name` into `base_model` (None: the adapter's own base); write the standalone RM."""
-    adapter_config = read_adapter_config(model_name)
+                  push_to_hub: bool = False, repo_id: str | None = None, private: bool = True,
+                  overwrite: bool = False) -> Path:
+    """Merge adapter `model_name` into `base_model` (None: the adapter's own base); write the standalone RM.
+
+    The rerun rule of every stage: a finished merge of the same adapter and base is kept ("already complete"),
+    another one in `output_dir` is refused unless `overwrite`.
+    """
+    adapter_config, reason = adapter_config_or_reason(model_name)
     if adapter_config is None:
-        what = "does not exist" if not Path(model_name).expanduser().exists() and model_name.startswith(
-            (".", "/", "~")) else "is not a LoRA adapter (no adapter_config.json)"
-        raise UserError(f"--model_name {model_name} {what}")
+        raise UserError(f"--model_name {model_name} {reason}")
     info = read_reward_model_info(model_name)
     base = base_model or info.get("base_model") or adapter_config.get("base_model_name_or_path")
     target = Path(output_dir) if output_dir else default_output_dir(model_name)
+    ensure_writable(target, "--output_dir", parent=True)
+    settings = {"adapter": str(model_name), "base_model": str(base)}
+    if is_complete("merge_peft_model", target, settings, overwrite, (target / "config.json").is_file()):
+        _push(target, push_to_hub, repo_id, private, model_name)
+        return target
     # Merged in fp32 on the CPU (exact), saved in the base's own dtype.
     model, tokenizer = load_reward_model(model_name, device="cpu", dtype=torch.float32, base_model=base, merge=True)
     save_dtype = _stored_dtype(base)
@@ -81,6 +91,7 @@ def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Pat
         write_legacy_rope_scaling(staging)
         tokenizer.save_pretrained(staging)
         _copy_remote_code(base, staging)
+        write_settings(staging, settings)
         atomic_write_json(staging / REWARD_MODEL_INFO, {
             "init": "reward_model",
             "head": head,
@@ -98,12 +109,12 @@ Standalone reward model: LoRA adapter `{model_name}` (reward head `{head}` inclu
 Load with `reward_transfer.models.load_reward_model("{target}")`.
 """)
     log.info("merged %s into %s -> %s", model_name, base, target)
-    if push_to_hub:
-        from huggingface_hub import HfApi
-
-        repo_id = target.name
-        api = HfApi()
-        api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(target), commit_message=f"merge {model_name}")
     print(f"merged {model_name} (head '{head}') into {base} -> {target}", flush=True)
+    _push(target, push_to_hub, repo_id, private, model_name)
     return target
+
+
+def _push(target: Path, push_to_hub: bool, repo_id: str | None, private: bool, model_name: str) -> None:
+    if push_to_hub:
+        push_folder(target, repo_id or target.name, private, f"merge {model_name}",
+                    retry="rerun the same command (the finished merge is kept; only the push is redone)")

@@ -139,17 +139,38 @@ LOADER_OPTIONS = {"init", "tokenizer_name_or_path", "trust_remote_code", "base_m
 
 def read_adapter_config(name_or_path: str) -> dict | None:
     """The adapter_config.json of a LoRA adapter (local dir or Hub repo), None when `name_or_path` is no adapter."""
+    return adapter_config_or_reason(name_or_path)[0]
+
+
+def adapter_config_or_reason(name_or_path: str) -> tuple[dict | None, str]:
+    """(adapter_config.json or None, why not): a missing local path, a folder without the file, an offline or
+    unreachable Hub, a repo that is missing or private, or a repo that is no adapter are told apart."""
     path = Path(name_or_path).expanduser()
     if (path / "adapter_config.json").is_file():
-        return json.loads((path / "adapter_config.json").read_text())
+        return json.loads((path / "adapter_config.json").read_text()), ""
     if looks_like_local_path(name_or_path):
-        return None
-    try:
-        from huggingface_hub import hf_hub_download
+        if not path.exists():
+            return None, "does not exist"
+        return None, "is not a LoRA adapter (no adapter_config.json)"
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
 
-        return json.loads(Path(hf_hub_download(name_or_path, "adapter_config.json")).read_text())
-    except Exception:  # not an adapter repo, offline, or no access: the base loader reports what is wrong
-        return None
+    try:
+        return json.loads(Path(hf_hub_download(name_or_path, "adapter_config.json")).read_text()), ""
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError):  # offline, or the Hub unreachable, and not cached
+        where = "the Hub is offline here (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the Hub is unreachable"
+        return None, f"is a Hub id, but {where} and it is not in the local cache"
+    except RepositoryNotFoundError:
+        return None, "is not a Hub repo this token can read (missing, or private: set HF_TOKEN)"
+    except EntryNotFoundError:
+        return None, "is a Hub repo but not a LoRA adapter (no adapter_config.json)"
+    except Exception as err:  # network failures come in many types
+        return None, f"could not be fetched from the Hub ({err.__class__.__name__}: {str(err).splitlines()[0]})"
 
 
 def read_reward_model_info(name_or_path: str) -> dict:

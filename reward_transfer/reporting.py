@@ -25,29 +25,65 @@ MAIN_STRATEGY, BASELINE_STRATEGY = "margin", "random"
 TABLE1_ROWS = (("math", "gen"), ("code", "gen"), ("code", "math"), ("math", "code"))
 # Best-of-n results.json: our column title → the keys the evaluation may use for it, first found wins.
 BEST_OF_N_COLUMNS = {
-    "RM pick": ("best_of_n_accuracy", "accuracy"),
-    "oracle": ("oracle_accuracy",),
-    "first sample": ("first_sample_accuracy",),
-    "random pick": ("random_pick_accuracy",),
+    "RM's pick correct": ("best_of_n_accuracy", "accuracy"),
+    "one sample (expected)": ("random_pick_accuracy",),
+    "any candidate correct": ("oracle_accuracy",),
 }
 
 
 # ---------------------------------------------------------------------------------------------- reading
 @dataclass
 class RunResults:
-    """Everything a run folder holds that the report uses, keyed by result/model name."""
+    """Everything a run folder holds that the report uses, keyed by result/model name, with what each result is."""
 
     run: Path
     accuracy: dict[str, dict] = field(default_factory=dict)
-    best_of_n: dict[str, dict] = field(default_factory=dict)
+    best_of_n: dict[str, dict] = field(default_factory=dict)  # keyed by the model's result name
     log_history: dict[str, list[dict]] = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    cells: dict[str, layout.Cell] = field(default_factory=dict)
+    unplaced: list[str] = field(default_factory=list)  # results found that no table has a place for
+    _outcomes: dict[str, dict[str, bool] | None] = field(default_factory=dict)
 
-    def acc(self, name: str) -> float | None:
+    def cell(self, name: str) -> layout.Cell | None:
+        return self.cells.get(name)
+
+    def find(self, domain: str, kind: str, size: int | None = None, source: str | None = None,
+             strategy: str | None = None, round_index: int | None = None) -> str | None:
+        """The name of the accuracy result that is this cell (None: not in the run)."""
+        wanted = layout.Cell(domain, kind, size, source, strategy, round_index)
+        return next((name for name in self.accuracy if self.cells.get(name) == wanted), None)
+
+    def find_round(self, domain: str, strategy: str, round_index: int) -> str | None:
+        """The accuracy result of an active-learning round (whatever number of pairs it holds)."""
+        return next((name for name, cell in self.cells.items() if name in self.accuracy and cell.kind == "al"
+                     and (cell.domain, cell.strategy, cell.round_index) == (domain, strategy, round_index)), None)
+
+    def acc(self, name: str | None) -> float | None:
         """The judgment accuracy of result `name`; None when missing or undefined (NaN: no pairs)."""
-        result = self.accuracy.get(name)
+        result = self.accuracy.get(name) if name else None
         value = None if result is None else float(result["accuracy"])
         return None if value is None or math.isnan(value) else value
+
+    def interval(self, name: str | None) -> tuple[float, float] | None:
+        result = self.accuracy.get(name) if name else None
+        ci = result.get("ci95") if result else None
+        return (float(ci[0]), float(ci[1])) if ci and not any(map(math.isnan, ci)) else None
+
+    def pairs(self, name: str | None) -> int | None:
+        result = self.accuracy.get(name) if name else None
+        return result.get("num_pairs") if result else None
+
+    def outcomes(self, name: str | None) -> dict[str, bool] | None:
+        """Per evaluation pair, whether the model ranked it right (from the evaluation's scores.jsonl)."""
+        if name is None or name not in self.accuracy:
+            return None
+        if name not in self._outcomes:
+            path = self.run / "eval" / name / "scores.jsonl"
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else None
+            self._outcomes[name] = None if rows is None else {str(r["pair_id"]): r["chosen"] > r["rejected"]
+                                                               for r in rows}
+        return self._outcomes[name]
 
 
 def _read_json(path: Path) -> object | None:
@@ -58,20 +94,54 @@ def _read_json(path: Path) -> object | None:
         return None
 
 
+def _cell_of(meta: dict) -> layout.Cell:
+    return layout.Cell(meta["domain"], meta["kind"], meta.get("size"), meta.get("source"), meta.get("strategy"),
+                       meta.get("round_index"))
+
+
 def load_run(run: str | Path) -> RunResults:
-    """Collect results.json (judgment accuracy and best-of-n) and log_history.json files of a run folder."""
+    """Collect the results of a run folder and what each one is.
+
+    A folder written by reproduce.py or active_learning_loop.py says what each result is in grid.json; only a
+    folder made by hand with the seed's commands (no such record) is read by the naming convention. A result
+    neither places is listed under "not placed", never dropped.
+    """
     run = Path(run)
     if not run.is_dir():
         raise UserError(f"run folder {run} does not exist")
     results = RunResults(run=run, grid=layout.read_grid(run))
+    recorded = results.grid.get("results")
+    placed: set[Path] = set()
+    for name, meta in (recorded or {}).items():
+        path = run / meta["results"]
+        data = _read_json(path) if path.is_file() else None
+        if not isinstance(data, dict):
+            continue
+        placed.add(path.resolve())
+        if meta.get("mode") == "best_of_n":
+            results.best_of_n[meta["model"]] = data
+        elif "accuracy" in data:
+            results.accuracy[name] = data
+        results.cells[meta["model"]] = _cell_of(meta)
     for path in sorted(run.glob("eval/*/results.json")):
+        if path.resolve() in placed:
+            continue
         name, data = path.parent.name, _read_json(path)
         if not isinstance(data, dict):
             continue
-        if data.get("mode") == "best_of_n" or name.endswith(layout.BEST_OF_N_SUFFIX):
-            results.best_of_n[name.removesuffix(layout.BEST_OF_N_SUFFIX)] = data
-        elif "accuracy" in data:
-            results.accuracy[name] = data
+        bon = data.get("mode") == "best_of_n"
+        model = name.removesuffix(layout.BEST_OF_N_SUFFIX) if bon else name
+        cell = None if recorded is not None else layout.parse_name(model)
+        if cell is None:
+            results.unplaced.append(name)
+            continue
+        results.cells[model] = cell
+        (results.best_of_n if bon else results.accuracy)[model] = data
+    if recorded is None:
+        for model in [p.parent.name for p in run.glob("models/*/log_history.json")]:
+            cell = layout.parse_name(model)
+            if cell is not None:
+                results.cells.setdefault(model, cell)
     for path in sorted(run.glob("models/*/log_history.json")):
         data = _read_json(path)
         if isinstance(data, list):
@@ -90,8 +160,8 @@ def _domains(results: RunResults) -> list[str]:
 
 
 def _cells(results: RunResults) -> list[layout.Cell]:
-    """The table cells of the run's accuracy results (names outside the convention are left out)."""
-    return [cell for cell in map(layout.parse_name, results.accuracy) if cell is not None]
+    """What the run's accuracy results are."""
+    return [results.cells[name] for name in results.accuracy if name in results.cells]
 
 
 def table1_sizes(results: RunResults) -> list[int]:
@@ -111,11 +181,11 @@ def full_size(results: RunResults, domain: str, sizes: Iterable[int]) -> int | N
     return max(sizes) if sizes else None
 
 
-def row_result_name(domain: str, start: str, size: int) -> str:
-    """The result name of Table 1's cell (target domain, starting model, fine-tuning size)."""
+def row_result_name(results: RunResults, domain: str, start: str, size: int) -> str | None:
+    """The result of Table 1's cell (target domain, starting model, fine-tuning size), None when not in the run."""
     if start == "gen":
-        return layout.general_name(domain, size)
-    return layout.cross_name(domain, start, size)
+        return results.find(domain, "gen", size=size)
+    return results.find(domain, "from", size=size, source=start)
 
 
 @dataclass
@@ -161,19 +231,36 @@ def _fmt(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4f}"
 
 
-def _with_paper(ours: float | None, paper: float | None) -> str:
-    if paper is None:
-        return _fmt(ours)
-    if ours is None:
-        return f"{MISSING} (paper {paper:.4f})"
-    diff = ours - paper
-    return f"{ours:.4f} (paper {paper:.4f}, {'+' if diff >= 0 else '−'}{abs(diff):.4f})"
+def _fmt_result(results: RunResults, name: str | None, paper: float | None = None, with_paper: bool = False) -> str:
+    """`0.8100 (0.76–0.86)`: accuracy and its 95% interval; `; paper 0.8909, −0.0809` beside it with --paper."""
+    value, interval = results.acc(name), results.interval(name)
+    text = _fmt(value)
+    if value is not None and interval is not None:
+        text += f" ({interval[0]:.2f}–{interval[1]:.2f})"
+    if with_paper and paper is not None:
+        if value is None:
+            return f"{MISSING}; paper {paper:.4f}"
+        diff = value - paper
+        text += f"; paper {paper:.4f}, {'+' if diff >= 0 else '−'}{abs(diff):.4f}"
+    return text
 
 
-def _bold_best(values: list[float | None]) -> list[bool]:
-    numbers = [v for v in values if v is not None]
-    best = max(numbers) if len(numbers) > 1 else math.nan  # a lone number is nothing to compare
-    return [v is not None and v == best for v in values]
+def separated_best(results: RunResults, names: list[str | None]) -> list[bool]:
+    """Bold marks: the best result only when its 95% interval lies above every other result's interval."""
+    scored = [(i, results.acc(n), results.interval(n)) for i, n in enumerate(names) if results.acc(n) is not None]
+    if len(scored) < 2:
+        return [False] * len(names)
+    best = max(scored, key=lambda item: item[1])
+    low = best[2][0] if best[2] else best[1]
+    others_high = [(ci[1] if ci else value) for i, value, ci in scored if i != best[0]]
+    marks = [False] * len(names)
+    marks[best[0]] = all(low > high for high in others_high)
+    return marks
+
+
+def _pairs_text(results: RunResults, names: list[str | None]) -> str:
+    counts = sorted({results.pairs(n) for n in names if results.pairs(n) is not None})
+    return "/".join(map(str, counts)) if counts else MISSING
 
 
 def _paper_row(paper: dict | None, table: str, **keys: str) -> dict | None:
@@ -190,48 +277,100 @@ def _paper_by_position(paper_values: dict[str, float], ours: list[int]) -> dict[
     return {mine: paper_values[str(theirs)] for mine, theirs in zip(ours, paper_sizes, strict=True)}
 
 
+def column_mapping(paper_values: dict[str, float], ours: list[int]) -> str:
+    """How our columns pair with the paper's, e.g. '40 ↔ 20k, 80 ↔ 40k' (empty when they are the same sizes)."""
+    paper_sizes = sorted(int(s) for s in paper_values)
+    if set(ours) <= set(paper_sizes) or len(ours) != len(paper_sizes):
+        return ""
+    return ", ".join(f"{layout.size_label(m)} ↔ {layout.size_label(p)}" for m, p in zip(ours, paper_sizes, strict=True)
+                     if m != p)
+
+
 def _paper_transferability(paper: dict, paper_row: dict, key: str, domain: str) -> str:
     """S_T of a row of the paper's tables, computed the same way as ours."""
     values = {int(size): value for size, value in paper_row[key].items()}
     return transferability(paper_row["truth"], values, int(paper["full_size"][domain])).text
 
 
-def _with_paper_text(ours: str, paper: str | None) -> str:
-    return ours if paper is None else f"{ours} (paper {paper})"
-
-
 def _start_label(start: str) -> str:
     return "R_gen" if start == "gen" else f"R_{start}"
+
+
+def _aligned(results: RunResults, names: list[str | None]) -> tuple[list[str], list[list[bool]]] | None:
+    """Per-pair outcomes of several results on the evaluation pairs they share (None: some have no scores)."""
+    outcomes = [results.outcomes(n) for n in names]
+    if any(o is None for o in outcomes):
+        return None
+    shared = sorted(set.intersection(*(set(o) for o in outcomes)))
+    return (shared, [[o[pid] for pid in shared] for o in outcomes]) if shared else None
+
+
+def transferability_interval(results: RunResults, truth: str | None, by_size: dict[int, str | None],
+                             full: int | None, samples: int = 1000, seed: int = 0) -> str:
+    """95% interval of S_T by a paired bootstrap over the shared evaluation pairs (each resample recomputes every
+    accuracy of the row and R_truth on the same pairs); '' when per-pair scores are missing."""
+    import numpy as np
+
+    sizes = [s for s, n in sorted(by_size.items()) if n is not None]
+    if truth is None or full is None or not sizes:
+        return ""
+    aligned = _aligned(results, [truth, *(by_size[s] for s in sizes)])
+    if aligned is None:
+        return ""
+    matrix = np.asarray(aligned[1], dtype=np.float64)  # rows: truth, then each size
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, matrix.shape[1], size=(samples, matrix.shape[1]))
+    means = matrix[:, draws].mean(axis=2)  # (rows, samples)
+    reached = means[1:] >= means[0]
+    first = np.where(reached.any(axis=0), reached.argmax(axis=0), -1)
+    not_reached = -1.0  # below every S_T (S_T ≥ 0 once reached)
+    values = np.where(first >= 0, 1 - np.asarray(sizes, dtype=np.float64)[np.maximum(first, 0)] / full, not_reached)
+    low, high = np.percentile(values, [2.5, 97.5], method="lower")
+
+    def text(v: float) -> str:
+        return "not reached" if v == not_reached else f"{v:.2f}"
+
+    return f"95%: {text(low)}–{text(high)}"
 
 
 def build_table1(results: RunResults, paper: dict | None = None) -> Table:
     """Table 1: R_truth, then accuracy after fine-tuning on 0 … N pairs, and S_T, per (domain, start)."""
     sizes = table1_sizes(results)
     domains = _domains(results)
-    header = ["domain", "start", "R_truth", *(layout.size_label(s) for s in sizes), "S_T"]
-    rows = []
+    header = ["domain", "start", "eval pairs", "R_truth", *(layout.size_label(s) for s in sizes), "S_T"]
+    rows, mapping = [], ""
     for domain, start in TABLE1_ROWS:
         if domain not in domains or (start != "gen" and start not in domains):
             continue
-        truth = results.acc(layout.truth_name(domain))
-        values = {s: results.acc(row_result_name(domain, start, s)) for s in sizes}
+        truth = results.find(domain, "truth")
+        names = {s: row_result_name(results, domain, start, s) for s in sizes}
         paper_row = _paper_row(paper, "table1", domain=domain, start=start)
         paper_values = _paper_by_position(paper_row["by_size"], sizes) if paper_row else {}
-        paper_truth = paper_row["truth"] if paper_row else None
-        scores = [truth, *values.values()]
-        texts = [_with_paper(truth, paper_truth) if paper else _fmt(truth)]
-        texts += [_with_paper(values[s], paper_values.get(s)) if paper else _fmt(values[s]) for s in sizes]
-        s_t = transferability(truth, values, full_size(results, domain, sizes))
-        paper_s_t = _paper_transferability(paper, paper_row, "by_size", domain) if paper_row else None
-        row = [TableCell(domain), TableCell(_start_label(start))]
-        row += [TableCell(t, b) for t, b in zip(texts, _bold_best(scores), strict=True)]
-        row.append(TableCell(_with_paper_text(s_t.text, paper_s_t)))
+        mapping = mapping or (column_mapping(paper_row["by_size"], sizes) if paper_row else "")
+        texts = [_fmt_result(results, truth, paper_row["truth"] if paper_row else None, paper is not None)]
+        texts += [_fmt_result(results, names[s], paper_values.get(s), paper is not None) for s in sizes]
+        values = {s: results.acc(n) for s, n in names.items()}
+        full = full_size(results, domain, sizes)
+        s_t = transferability(results.acc(truth), values, full)
+        spread = transferability_interval(results, truth, names, full)
+        s_t_text = f"{s_t.text} ({spread})" if spread and s_t.text != MISSING else s_t.text
+        if paper_row:
+            s_t_text += f"; paper {_paper_transferability(paper, paper_row, 'by_size', domain)}"
+        row = [TableCell(domain), TableCell(_start_label(start)),
+               TableCell(_pairs_text(results, [truth, *names.values()]))]
+        row += [TableCell(t, b) for t, b in zip(texts, separated_best(results, [truth, *names.values()]),
+                                               strict=True)]
+        row.append(TableCell(s_t_text))
         rows.append(row)
     note = (
-        "Judgment accuracy S_JA on the domain's evaluation pairs. Columns: fine-tuning pairs (0 = the starting "
-        "model untouched). S_T = 1 − N_F/N_T for the smallest N_F reaching R_truth (≥: a smaller size is "
-        f"missing). {MISSING}: not in this run (yet)."
+        "Judgment accuracy S_JA on the domain's evaluation pairs, with its 95% bootstrap interval. Columns: "
+        "fine-tuning pairs (0 = the starting model untouched). Bold: the best of the row, only when its interval "
+        "lies above every other one. S_T = 1 − N_F/N_T for the smallest N_F reaching R_truth (≥: a smaller size "
+        f"is missing), with its 95% interval from a paired bootstrap of the evaluation pairs. {MISSING}: not in "
+        "this run (yet)."
     )
+    if mapping:
+        note += f" Paper columns paired by position: {mapping}."
     return Table("Table 1: fine-tuning the general RM and cross-domain RMs", header, rows, note)
 
 
@@ -248,56 +387,111 @@ def al_round_sizes(results: RunResults, rounds: list[int]) -> dict[int, int | No
     return {k: (k * int(per_round) if per_round else None) for k in rounds}
 
 
+def al_strategies(results: RunResults) -> list[str]:
+    """The planned strategies (in the profile's order), then any other strategy found in the run."""
+    planned = list(results.grid.get("al", {}).get("strategies", []))
+    found = [c.strategy for c in _cells(results) if c.kind == "al" and c.strategy]
+    return list(dict.fromkeys([*planned, *sorted(found)]))
+
+
 def build_table2(results: RunResults, paper: dict | None = None) -> Table:
-    """Table 2: active learning (margin) per round, random selection of as many pairs in brackets."""
+    """Table 2: active learning per strategy and round beside R_truth and one fine-tune on as many random pairs."""
     rounds = al_rounds(results)
     cumulative = al_round_sizes(results, rounds)
+    sizes = [cumulative[k] or 0 for k in rounds]
     labels = [layout.size_label(cumulative[k]) if cumulative[k] else f"round {k}" for k in rounds]
-    header = ["domain", "R_truth", *labels, "S_T (AL)", "S_T (random)"]
-    rows = []
+    header = ["domain", "selection", "eval pairs", "R_truth", *labels, "S_T"]
+    rows, mapping = [], ""
     for domain in _domains(results):
-        truth = results.acc(layout.truth_name(domain))
-        active = {k: results.acc(layout.active_learning_name(domain, MAIN_STRATEGY, k)) for k in rounds}
-        random = {k: results.acc(layout.active_learning_name(domain, BASELINE_STRATEGY, k)) for k in rounds}
+        truth = results.find(domain, "truth")
         paper_row = _paper_row(paper, "table2", domain=domain)
-        sizes = [cumulative[k] or 0 for k in rounds]
-        paper_active = _paper_by_position(paper_row["active"], sizes) if paper_row else {}
-        paper_random = _paper_by_position(paper_row["random"], sizes) if paper_row else {}
-        bold = _bold_best([truth, *active.values(), *random.values()])
-        bold_truth, bold_active, bold_random = bold[0], bold[1 : 1 + len(rounds)], bold[1 + len(rounds) :]
-        row = [TableCell(domain)]
-        row.append(TableCell(_with_paper(truth, paper_row["truth"]) if paper_row else _fmt(truth), bold_truth))
-        for i, k in enumerate(rounds):
-            ours = _fmt(active[k]) if not paper_row else _with_paper(active[k], paper_active.get(sizes[i]))
-            theirs = _fmt(random[k]) if not paper_row else _with_paper(random[k], paper_random.get(sizes[i]))
-            ours = f"**{ours}**" if bold_active[i] else ours
-            theirs = f"**{theirs}**" if bold_random[i] else theirs
-            row.append(TableCell(f"{ours} ({theirs})"))
+        mapping = mapping or (column_mapping(paper_row["active"], sizes) if paper_row else "")
         full = full_size(results, domain, [])
-        by_size = {cumulative[k] or 0: active[k] for k in rounds}
-        by_size_random = {cumulative[k] or 0: random[k] for k in rounds}
-        for values, key in ((by_size, "active"), (by_size_random, "random")):
-            paper_s_t = _paper_transferability(paper, paper_row, key, domain) if paper_row else None
-            row.append(TableCell(_with_paper_text(transferability(truth, values, full).text, paper_s_t)))
-        rows.append(row)
-        one_shot = {size: results.acc(layout.general_name(domain, size)) for size in sizes if size}
-        if any(v is not None for v in one_shot.values()):
-            bold = _bold_best([truth, *one_shot.values()])
-            rows.append([TableCell(f"{domain}, one fine-tune"), TableCell(_fmt(truth), bold[0]),
-                         *(TableCell(_fmt(v), b) for v, b in zip(one_shot.values(), bold[1:], strict=True)),
-                         TableCell(""), TableCell(transferability(truth, one_shot, full).text)])
+        block: list[tuple[str, dict[int, str | None], dict[int, float]]] = []
+        for strategy in al_strategies(results):
+            names = {k: results.find_round(domain, strategy, k) for k in rounds}
+            key = {MAIN_STRATEGY: "active", BASELINE_STRATEGY: "random"}.get(strategy)
+            published = _paper_by_position(paper_row[key], sizes) if paper_row and key else {}
+            block.append((f"AL {strategy}" if strategy != BASELINE_STRATEGY else "random (AL loop)", names,
+                          {k: published.get(sizes[i]) for i, k in enumerate(rounds)}))
+        one_shot = {k: results.find(domain, "gen", size=cumulative[k]) if cumulative[k] else None for k in rounds}
+        if any(n is not None for n in one_shot.values()):
+            block.append(("random pairs, one fine-tune", one_shot, {}))
+        all_names = [truth, *(n for _, names, _ in block for n in names.values())]
+        marks = iter(separated_best(results, all_names))
+        truth_mark = next(marks)
+        for index, (label, names, published) in enumerate(block):
+            paper_truth = paper_row["truth"] if paper_row else None
+            row = [TableCell(domain), TableCell(label), TableCell(_pairs_text(results, [truth, *names.values()])),
+                   TableCell(_fmt_result(results, truth, paper_truth, paper is not None), truth_mark and index == 0)
+                   if index == 0 else TableCell("")]
+            row += [TableCell(_fmt_result(results, names[k], published.get(k), paper is not None), next(marks))
+                    for k in rounds]
+            values = {cumulative[k] or 0: results.acc(names[k]) for k in rounds}
+            s_t = transferability(results.acc(truth), values, full)
+            spread = transferability_interval(results, truth, {cumulative[k] or 0: names[k] for k in rounds}, full)
+            row.append(TableCell(f"{s_t.text} ({spread})" if spread and s_t.text != MISSING else s_t.text))
+            rows.append(row)
     note = (
-        f"Active learning ({MAIN_STRATEGY} sampling) on the general RM, columns = pairs selected so far; in "
-        f"brackets the same number of pairs chosen at random ({BASELINE_STRATEGY} selection, same loop). "
-        "'one fine-tune': the general RM fine-tuned once on that many random pairs (the paper's "
-        "<domain>_2.5k/5k/7.5k runs)."
+        "Judgment accuracy (95% interval) after each active-learning round, columns = pairs selected so far, one "
+        "row per selection strategy run in the same loop; 'random pairs, one fine-tune': the general RM "
+        "fine-tuned once on that many random pairs (the paper's <domain>_2.5k/5k/7.5k runs). Bold only when the "
+        "interval separates the best from every other cell of the domain; the paired tests below say whether a "
+        "strategy beats random."
     )
+    if mapping:
+        note += f" Paper columns paired by position: {mapping}."
     return Table("Table 2: active learning vs random selection", header, rows, note)
 
 
-def describe(name: str) -> str:
-    """A human-readable label of a model name ('R_gen + 20k', 'AL margin, round 3', ...)."""
-    cell = layout.parse_name(name)
+def mcnemar_p(first: list[bool], second: list[bool]) -> float:
+    """Two-sided exact McNemar test of two models judged on the same pairs (the binomial test of the discordant
+    pairs: only pairs exactly one model gets right say anything about which is better)."""
+    only_first = sum(a and not b for a, b in zip(first, second, strict=True))
+    only_second = sum(b and not a for a, b in zip(first, second, strict=True))
+    n, k = only_first + only_second, min(only_first, only_second)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def build_paired_tests(results: RunResults) -> Table:
+    """Beyond the paper: AL vs random per round, and each fine-tune vs R_truth, on the same evaluation pairs."""
+    comparisons: list[tuple[str, str, str, str]] = []  # (domain, label, A, B)
+    rounds = al_rounds(results)
+    strategies = al_strategies(results)
+    for domain in _domains(results):
+        for strategy in (s for s in strategies if s != BASELINE_STRATEGY):
+            for k in rounds:
+                ours = results.find_round(domain, strategy, k)
+                baseline = results.find_round(domain, BASELINE_STRATEGY, k)
+                if ours and baseline:
+                    comparisons.append((domain, f"AL {strategy} vs random, round {k}", ours, baseline))
+        truth = results.find(domain, "truth")
+        for name in sorted(results.accuracy, key=lambda n: _sort_key(results, n)):
+            cell = results.cells.get(name)
+            if truth and cell and cell.domain == domain and cell.kind in ("gen", "from") and cell.size:
+                comparisons.append((domain, f"{describe(results, name)} vs R_truth", name, truth))
+    rows = []
+    for domain, label, first, second in comparisons:
+        aligned = _aligned(results, [first, second])
+        if aligned is None:
+            continue
+        shared, (a, b) = aligned
+        diff = (sum(a) - sum(b)) / len(shared)
+        rows.append([TableCell(domain), TableCell(label), TableCell(str(len(shared))),
+                     TableCell(f"{sum(a) / len(shared):.4f}"), TableCell(f"{sum(b) / len(shared):.4f}"),
+                     TableCell(f"{'+' if diff >= 0 else '−'}{abs(diff):.4f}"), TableCell(f"{mcnemar_p(a, b):.3g}")])
+    note = ("Both models judged on the same evaluation pairs; p: two-sided exact McNemar test (a small p says the "
+            "difference is unlikely to be noise on these pairs). Needs the evaluations' scores.jsonl.")
+    return Table("Paired tests (beyond the paper)", ["domain", "comparison", "shared pairs", "A", "B", "A − B", "p"],
+                 rows, note)
+
+
+def describe(results: RunResults, name: str) -> str:
+    """A human-readable label of a result ('R_gen + 20k', 'AL margin, round 3', ...)."""
+    cell = results.cells.get(name)
     if cell is None:
         return name
     if cell.kind == "truth":
@@ -320,31 +514,53 @@ def _first_key(result: dict, keys: Iterable[str]) -> float | None:
 
 def build_best_of_n_table(results: RunResults) -> Table:
     """Share of evaluation problems whose top-scored candidate is correct, beside the baselines."""
-    header = ["domain", "model", *BEST_OF_N_COLUMNS, "problems"]
+    header = ["domain", "reward model", *BEST_OF_N_COLUMNS, "problems", "candidates per problem"]
     rows = []
-    for name, result in sorted(results.best_of_n.items(), key=lambda item: _sort_key(item[0])):
-        cell = layout.parse_name(name)
+    for name, result in sorted(results.best_of_n.items(), key=lambda item: _sort_key(results, item[0])):
+        cell = results.cells.get(name)
         values = [_first_key(result, keys) for keys in BEST_OF_N_COLUMNS.values()]
-        problems = result.get("num_problems")
+        problems, per_problem = result.get("num_problems"), result.get("mean_candidates_per_problem")
+        pick_ci = result.get("ci95")
+        texts = [_fmt(v) for v in values]
+        if values[0] is not None and pick_ci:
+            texts[0] += f" ({pick_ci[0]:.2f}–{pick_ci[1]:.2f})"
         rows.append(
-            [TableCell(cell.domain if cell else ""), TableCell(describe(name))]
-            + [TableCell(_fmt(v)) for v in values]
-            + [TableCell(str(problems) if problems is not None else MISSING)]
+            [TableCell(cell.domain if cell else ""), TableCell(describe(results, name))]
+            + [TableCell(text) for text in texts]
+            + [TableCell(str(problems) if problems is not None else MISSING),
+               TableCell(f"{per_problem:.1f}" if isinstance(per_problem, int | float) else MISSING)]
         )
     note = (
-        "Best-of-n: each evaluation problem's saved candidates are ranked by the RM; the share of problems whose "
-        "top-ranked candidate is correct (math) / passes all tests (code). Oracle: any candidate correct."
+        "Best-of-n on the evaluation problems: each problem's saved candidates are ranked by the reward model. "
+        "'RM's pick correct': share of problems whose top-ranked candidate is correct (math) / passes every test "
+        "(code), with its 95% interval. 'one sample (expected)': the share of correct candidates, i.e. what one "
+        "sample scores without a reward model. 'any candidate correct': the oracle, the ceiling of any reranker. "
+        "The first candidate is not shown as a baseline: replayed candidates keep the order of the replay file, "
+        "and the bundled math replay lists a correct answer first (its 'first sample' equals the oracle), so the "
+        "first candidate is a random sample only under real sampling; 'one sample (expected)' is one in any case."
     )
     return Table("Best-of-n with the final reward models", header, rows, note)
 
 
-def _sort_key(name: str) -> tuple:
-    cell = layout.parse_name(name)
+def _sort_key(results: RunResults, name: str) -> tuple:
+    cell = results.cells.get(name)
     if cell is None:
         return (9, name)
     kinds = {"truth": 0, "gen": 1, "from": 2, "al": 3}
-    domain = layout.DOMAINS.index(cell.domain) if cell.domain in layout.DOMAINS else 9
-    return (domain, kinds[cell.kind], cell.strategy or "", cell.size or cell.round_index or 0, name)
+    domains = _domains(results)
+    domain = domains.index(cell.domain) if cell.domain in domains else 9
+    return (domain, kinds.get(cell.kind, 9), cell.strategy or "", cell.size or cell.round_index or 0, name)
+
+
+def build_unplaced_table(results: RunResults) -> Table:
+    """Results in the folder that no table has a place for: listed, never dropped."""
+    rows = []
+    for name in results.unplaced:
+        data = _read_json(results.run / "eval" / name / "results.json") or {}
+        rows.append([TableCell(name), TableCell(_fmt(data.get("accuracy"))), TableCell(str(data.get("num_pairs",
+                                                                                                     MISSING)))])
+    note = "Evaluations found under eval/ that the run's grid.json does not describe (e.g. run by hand)."
+    return Table("Results not placed in a table", ["result", "accuracy", "pairs"], rows, note)
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -419,7 +635,7 @@ def loss_curve(history: list[dict], train_size: int, full: int) -> tuple[list[fl
 
 
 def _train_size(results: RunResults, name: str) -> int | None:
-    cell = layout.parse_name(name)
+    cell = results.cells.get(name)
     if cell is None:
         return None
     if cell.kind == "truth":
@@ -459,15 +675,15 @@ def plot_loss_curves(results: RunResults, out: Path, wanted: Callable[[layout.Ce
     """Training loss vs share of the full set seen, smoothed, one panel per target domain."""
     domains = _domains(results)
     curves: dict[str, list[tuple[str, list[float], list[float]]]] = {d: [] for d in domains}
-    for name, history in sorted(results.log_history.items(), key=lambda item: _sort_key(item[0])):
-        cell = layout.parse_name(name)
+    for name, history in sorted(results.log_history.items(), key=lambda item: _sort_key(results, item[0])):
+        cell = results.cells.get(name)
         size = _train_size(results, name)
         full = full_size(results, cell.domain, table1_sizes(results)) if cell else None
         if cell is None or cell.domain not in curves or not wanted(cell) or not size or not full:
             continue
         share, loss = loss_curve(history, size, full)
         if share:
-            curves[cell.domain].append((describe(name), share, smooth(loss, max(1, len(loss) // 5))))
+            curves[cell.domain].append((describe(results, name), share, smooth(loss, max(1, len(loss) // 5))))
     if not any(curves.values()):
         return None
     fig, axes, plt = _figure(len(domains), title)
@@ -482,36 +698,46 @@ def plot_loss_curves(results: RunResults, out: Path, wanted: Callable[[layout.Ce
     return _save(fig, plt, out)
 
 
-def plot_accuracy_vs_size(results: RunResults, out: Path) -> Path | None:
-    """Judgment accuracy vs fine-tuning pairs, a line per starting model, R_truth dashed."""
+def _paper_points(ax, points: dict[int, float], label: str, color: str | None = None) -> None:
+    if points:
+        xs = sorted(points)
+        ax.plot(xs, [points[x] for x in xs], "x", markersize=8, color=color, label=label)
+
+
+def plot_accuracy_vs_size(results: RunResults, out: Path, paper: dict | None = None) -> Path | None:
+    """Judgment accuracy vs fine-tuning pairs, a line per starting model, R_truth dashed (the paper's points as x)."""
     sizes = table1_sizes(results)
     domains = _domains(results)
     lines = {d: [] for d in domains}
     for domain, start in TABLE1_ROWS:
         if domain not in lines:
             continue
-        points = [(s, results.accuracy.get(row_result_name(domain, start, s))) for s in sizes]
-        points = [(s, r) for s, r in points if r is not None]
+        points = [(s, row_result_name(results, domain, start, s)) for s in sizes]
+        points = [(s, results.accuracy[n]) for s, n in points if n is not None]
         if points:
-            lines[domain].append((_start_label(start), points))
+            lines[domain].append((start, points))
     if not any(lines.values()):
         return None
-    fig, axes, plt = _figure(len(domains), "Judgment accuracy vs fine-tuning pairs")
+    fig, axes, plt = _figure(len(domains), f"Judgment accuracy vs fine-tuning pairs{_label_suffix(results)}")
     for ax, domain in zip(axes, domains, strict=True):
-        for index, (label, points) in enumerate(lines[domain]):
+        for index, (start, points) in enumerate(lines[domain]):
             # Lines side by side at each size, a little apart, so their intervals don't hide each other.
             dodge = (index - (len(lines[domain]) - 1) / 2) * 0.012 * max(sizes)
             values = [float(r["accuracy"]) for _, r in points]
             low, high = zip(*(r.get("ci95") or (r["accuracy"], r["accuracy"]) for _, r in points), strict=True)
             errors = [[v - lo for v, lo in zip(values, low, strict=True)],
                       [hi - v for v, hi in zip(values, high, strict=True)]]
-            ax.errorbar([s + dodge for s, _ in points], values, yerr=errors, marker="o", capsize=3,
-                        label=f"{label} fine-tuned (95% CI)")
-        truth = results.acc(layout.truth_name(domain))
+            drawn = ax.errorbar([s + dodge for s, _ in points], values, yerr=errors, marker="o", capsize=3,
+                                label=f"{_start_label(start)} fine-tuned (95% CI)")
+            paper_row = _paper_row(paper, "table1", domain=domain, start=start)
+            if paper_row:
+                _paper_points(ax, _paper_by_position(paper_row["by_size"], sizes), f"paper, {_start_label(start)}",
+                              drawn.lines[0].get_color())
+        truth = results.acc(results.find(domain, "truth"))
         if truth is not None:
             ax.axhline(truth, color="black", linestyle="--", linewidth=1, label="R_truth")
         ax.set_title(f"evaluated on {domain}")
-        ax.set_xlabel("fine-tuning pairs")
+        ax.set_xlabel("fine-tuning pairs" + (" (paper's columns by position)" if paper else ""))
         ax.set_ylabel("judgment accuracy")
         ax.set_xticks(sizes, [layout.size_label(s) for s in sizes])
         ax.grid(alpha=0.3)
@@ -519,29 +745,35 @@ def plot_accuracy_vs_size(results: RunResults, out: Path) -> Path | None:
     return _save(fig, plt, out)
 
 
-def plot_active_learning(results: RunResults, out: Path) -> Path | None:
-    """Accuracy per AL round, margin vs random selection, from the untouched general RM at round 0."""
+def plot_active_learning(results: RunResults, out: Path, paper: dict | None = None) -> Path | None:
+    """Accuracy per AL round for each strategy, from the untouched general RM at round 0 (the paper's as x)."""
     rounds = al_rounds(results)
     if not any(cell.kind == "al" for cell in _cells(results)):
         return None
     cumulative = al_round_sizes(results, rounds)
     domains = _domains(results)
-    fig, axes, plt = _figure(len(domains), "Active learning vs random selection")
+    fig, axes, plt = _figure(len(domains), f"Active learning vs random selection{_label_suffix(results)}")
+    styles = ["o-", "s--", "d-.", "v:"]
     for ax, domain in zip(axes, domains, strict=True):
-        start = results.acc(layout.general_name(domain, 0))
-        for strategy, style in ((MAIN_STRATEGY, "o-"), (BASELINE_STRATEGY, "s--")):
-            points = [(0, start)] + [
-                (k, results.acc(layout.active_learning_name(domain, strategy, k))) for k in rounds
-            ]
+        start = results.acc(results.find(domain, "gen", size=0))
+        paper_row = _paper_row(paper, "table2", domain=domain)
+        for index, strategy in enumerate(al_strategies(results)):
+            points = [(0, start)] + [(k, results.acc(results.find_round(domain, strategy, k))) for k in rounds]
             points = [(k, v) for k, v in points if v is not None]
             if points:
-                ax.plot([k for k, _ in points], [v for _, v in points], style, label=f"{strategy} selection")
-        one_shot = [(k, results.acc(layout.general_name(domain, cumulative[k]))) for k in rounds if cumulative[k]]
+                drawn = ax.plot([k for k, _ in points], [v for _, v in points], styles[index % len(styles)],
+                                label=f"{strategy} selection")
+                key = {MAIN_STRATEGY: "active", BASELINE_STRATEGY: "random"}.get(strategy)
+                if paper_row and key:
+                    by_size = _paper_by_position(paper_row[key], [cumulative[k] or 0 for k in rounds])
+                    _paper_points(ax, {k: by_size[cumulative[k] or 0] for k in rounds if (cumulative[k] or 0) in by_size},
+                                  f"paper, {strategy}", drawn[0].get_color())
+        one_shot = [(k, results.acc(results.find(domain, "gen", size=cumulative[k]))) for k in rounds if cumulative[k]]
         one_shot = [(k, v) for k, v in one_shot if v is not None]
         if one_shot:
             ax.plot([k for k, _ in one_shot], [v for _, v in one_shot], "^:", color="gray",
                     label="random pairs, one fine-tune")
-        truth = results.acc(layout.truth_name(domain))
+        truth = results.acc(results.find(domain, "truth"))
         if truth is not None:
             ax.axhline(truth, color="black", linestyle=":", linewidth=1, label="R_truth")
         ticks = [0, *rounds]
@@ -552,6 +784,34 @@ def plot_active_learning(results: RunResults, out: Path) -> Path | None:
         ax.grid(alpha=0.3)
         _legend(ax)
     return _save(fig, plt, out)
+
+
+def _label_suffix(results: RunResults) -> str:
+    """What a figure shows: the profile, and a pipeline check is said to be one."""
+    profile = results.grid.get("profile")
+    if not profile:
+        return ""
+    return f" — profile {profile}" + (" (pipeline check on tiny models, not a result)"
+                                      if results.grid.get("pipeline_check") else "")
+
+
+def run_heading(results: RunResults, run: str | Path) -> str:
+    """The report's first lines: which run, profile and models made these numbers, and what they are."""
+    grid = results.grid
+    lines = [f"# Results of {Path(run).resolve().name}", ""]
+    if grid.get("profile"):
+        models = grid.get("models", {})
+        sft = ", ".join(f"{d}: {m}" for d, m in models.get("sft", {}).items())
+        lines.append(f"Profile **{grid['profile']}**; general RM: {models.get('general', MISSING)}; "
+                     f"SFT models of the ground truth: {sft or MISSING}.")
+        lines.append("")
+    else:
+        lines += ["No record of what each result is (a folder made by hand with the seed's commands): results are "
+                  "placed by their names.", ""]
+    if grid.get("pipeline_check"):
+        lines += ["> **Pipeline check, not a result.** Tiny offline models on the bundled sample data: these "
+                  "numbers show that every stage runs end to end; they say nothing about reward-model transfer.", ""]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -572,29 +832,34 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
     tables = [
         build_table1(results, paper_results),
         build_table2(results, paper_results),
+        build_paired_tests(results),
         build_best_of_n_table(results),
     ]
+    if results.unplaced:
+        tables.append(build_unplaced_table(results))
     from reward_transfer.storage import atomic_write_json, atomic_write_text
 
-    heading = f"# Results of {Path(run).resolve().name}\n\n"
-    atomic_write_text(out / "tables.md", heading + render_markdown(tables))
+    atomic_write_text(out / "tables.md", run_heading(results, run) + render_markdown(tables))
     atomic_write_text(out / "tables.tex", render_latex(tables))
+    suffix = _label_suffix(results)
     figures = [
         plot_loss_curves(results, out / "figure2_loss.png",
                          lambda c: c.kind == "truth" or (c.kind == "gen" and c.size in table1_sizes(results)[1:]),
-                         "Figure 2: training loss, general RM fine-tuned on subsets and the ground-truth RM"),
+                         f"Figure 2: training loss, general RM fine-tuned on subsets and the ground-truth RM{suffix}"),
         plot_loss_curves(results, out / "figure3_loss_cross.png",
                          lambda c: c.kind == "truth" or (c.kind == "from" and bool(c.size)),
-                         "Figure 3: training loss, cross-domain fine-tuning and the ground-truth RM"),
-        plot_accuracy_vs_size(results, out / "accuracy_vs_size.png"),
-        plot_active_learning(results, out / "active_learning.png"),
+                         f"Figure 3: training loss, cross-domain fine-tuning and the ground-truth RM{suffix}"),
+        plot_accuracy_vs_size(results, out / "accuracy_vs_size.png", paper_results),
+        plot_active_learning(results, out / "active_learning.png", paper_results),
     ]
     summary = {
         "accuracy": {name: {key: results.accuracy[name].get(key) for key in ("accuracy", "num_pairs", "ci95")}
-                     for name in sorted(results.accuracy, key=_sort_key)},
+                     for name in sorted(results.accuracy, key=lambda n: _sort_key(results, n))},
         "best_of_n": {name: {key: result.get(key) for keys in BEST_OF_N_COLUMNS.values() for key in keys[:1]}
                       | {"num_problems": result.get("num_problems")}
-                      for name, result in sorted(results.best_of_n.items(), key=lambda item: _sort_key(item[0]))},
+                      for name, result in sorted(results.best_of_n.items(),
+                                                 key=lambda item: _sort_key(results, item[0]))},
+        "not_placed": results.unplaced,
         "grid": results.grid,
     }
     atomic_write_json(out / "summary.json", summary)

@@ -4,16 +4,23 @@ Each step is one command of the project (script, named config, Hydra overrides).
 it as that command (`profile.in_process=false`: a subprocess, through `accelerate launch` where configured) or
 runs the same stage function in this process on the config Hydra's compose API builds from the same named
 config and overrides (the tiny profile: ~100 steps would spend most of their time importing torch otherwise).
-A step that finished is skipped on re-run; the first failure stops the run with its command and log tail.
+
+Rerun rule. A step is what it produces: its script, config and overrides (`Step.identity`), not the launcher or
+the interpreter that runs it. A finished step whose identity, outputs and inputs are unchanged is skipped. A
+step whose identity changed runs again and its stage applies the one rerun rule of every stage (same settings:
+"already complete"; other settings: a one-line error naming the key, unless `overwrite=true`). A step whose
+input was redone since it ran is redone with `overwrite=true`: that redo replaces its output, it never deletes
+it first. reproduce.py itself deletes nothing. The first failure stops the run with its command and log tail.
 """
 
 import contextlib
+import dataclasses
 import fnmatch
 import importlib
 import json
 import os
+import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from reward_transfer import run_layout as layout
+from reward_transfer.cli import SCHEMAS
 from reward_transfer.config import register_schema
 from reward_transfer.errors import UserError
 from reward_transfer.storage import atomic_write_json, atomic_write_text
@@ -39,10 +47,6 @@ STAGES = {
     "eval": ("reward_transfer.evaluation", "evaluate"),
     "active_data_selection": ("reward_transfer.active_learning", "select_pairs"),
 }
-# Where each script's config schema is registered (light modules: composing a config imports no trainer).
-SCHEMAS = {"generate_preference_data": "reward_transfer.generation.schema",
-           "train_reward_model": "reward_transfer.training_schema", "eval": "reward_transfer.evaluation",
-           "active_data_selection": "reward_transfer.active_learning"}
 LAUNCHED = {"train_reward_model", "eval", "active_data_selection"}  # the seed runs these under accelerate
 LOG_TAIL_LINES = 25
 
@@ -68,6 +72,7 @@ class ActiveLearningProfile:
     max_to_look_at: int | None = 40000
     strategies: list[str] = field(default_factory=lambda: ["margin", "random"])
     random_subsets: bool = True  # also fine-tune the general RM once on k·n random pairs (`<d>_2.5k`, ...)
+    train_on: str = "new"  # new: fine-tune last round's model on the new picks | all: retrain the start on L
 
 
 @dataclass
@@ -87,6 +92,7 @@ class ProfileConfig:
     # eth-dl-rewards/pref-data-math) used instead of generating one: no generate step, no best-of-n (no candidates).
     pair_data: dict[str, str] = field(default_factory=dict)
     # Step kind → named config template; fields: domain, source, name, initial ("_initial" in round 1), eval_config.
+    # A kind's round-1 config may be named apart as `<kind>_initial` (select_initial, train_al_initial, ...).
     config_names: dict[str, str] = field(default_factory=dict)
     # Step kind → extra overrides every step of that kind gets (e.g. what the demo configs leave out).
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -101,6 +107,7 @@ class ReproduceConfig:
     skip: Any = field(default_factory=list)  # step/group patterns to leave out
     best_of_n: bool = True
     paper: bool = False  # the report puts the paper's numbers beside ours
+    overwrite: bool = False  # a step whose settings changed replaces its finished output (else: refused)
 
 
 register_schema("reproduce", ReproduceConfig)
@@ -139,6 +146,19 @@ class Step:
     def command(self, profile: ProfileConfig) -> str:
         return shlex.join(self.argv(profile))
 
+    def identity(self) -> dict[str, Any]:
+        """What the step produces, whatever runs it (launcher, interpreter and in-process or not are left out)."""
+        return {"script": self.script, "config_name": self.config_name, "overrides": list(self.overrides),
+                "args": dict(self.args), "positional": list(self.positional)}
+
+    def replacing(self) -> "Step":
+        """The same step told to replace its finished output (its stage's `overwrite`)."""
+        if self.config_name is not None:
+            return dataclasses.replace(self, overrides=[*self.overrides, "overwrite=true"])
+        if self.script == "merge_peft_model":
+            return dataclasses.replace(self, args={**self.args, "overwrite": True})
+        return self
+
     @property
     def slug(self) -> str:
         """The step's name as a file name (logs, markers)."""
@@ -164,10 +184,12 @@ class GridBuilder:
         self.profile, self.run, self.with_best_of_n, self.paper = profile, Path(run), best_of_n, paper
         self.steps: list[Step] = []
         self.eval_configs: dict[str, str] = {}
+        self.cells: dict[str, dict[str, Any]] = {}  # result name → what it is (grid.json; the report reads it)
 
     # -- helpers
     def _config(self, kind: str, **fields: str) -> str:
-        template = self.profile.config_names.get(kind)
+        names = self.profile.config_names
+        template = names.get(f"{kind}_initial") if fields.get("initial") and f"{kind}_initial" in names else names.get(kind)
         if template is None:
             raise UserError(f"profile {self.profile.name}: config_names.{kind} is not set")
         known = {"domain": "", "name": "", "source": "", "initial": "", "eval_config": "", **fields}
@@ -236,11 +258,13 @@ class GridBuilder:
                               args={"base_model": base, "model_name": self._model_path(name), "output_dir": out},
                               outputs=[str(Path(out) / "config.json")], needs=[f"train/{name}", *needs]))
 
-    def evaluate(self, group: str, name: str, domain: str, model: str, needs: list[str], kind: str = "eval",
-                 **fields: str) -> Step:
+    def evaluate(self, group: str, name: str, domain: str, model: str, needs: list[str], cell: layout.Cell,
+                 kind: str = "eval", **fields: str) -> Step:
         config = self._config(kind, domain=domain, name=name, **fields)
         self.eval_configs[name] = config
         out = layout.eval_dir(self.run, name)
+        self.cells[name] = {**dataclasses.asdict(cell), "mode": "pairs", "model": name,
+                            "results": str(out.relative_to(self.run) / "results.json")}
         overrides = [
             f"name={name}", f"model.model_name_or_path={model}",
             _dataset_override(self._data(domain), "eval"),
@@ -255,6 +279,8 @@ class GridBuilder:
         config = self._config("best_of_n", domain=domain, name=name, eval_config=self.eval_configs.get(name, name))
         data = layout.data_dir(self.run, domain)
         out = layout.eval_dir(self.run, bon)
+        self.cells[bon] = {**self.cells[name], "mode": "best_of_n",
+                           "results": str(out.relative_to(self.run) / "results.json")}
         overrides = [
             "mode=best_of_n", f"name={bon}", f"model.model_name_or_path={model}", _dataset_override(data, "eval"),
             f"best_of_n.candidates={layout.candidates_dir(self.run, domain)}", f"output_dir={out}",
@@ -273,6 +299,7 @@ class GridBuilder:
             f"model.model_name_or_path={model}", f"dataset.dataset_name_or_path={pool}",
             f"dataset.output_dataset_name_or_path={out}", f"dataset.pairs_to_select={al.pairs_per_round}",
             f"dataset.max_to_look_at={_null(al.max_to_look_at)}", f"selection.strategy={strategy}",
+            f"selection.train_on={al.train_on}",
             # The pool is the ground truth's training set (Table 1's 60k), sampled as training samples it.
             *([f"dataset.pool_size={_null(self.profile.sizes.full)}"] if round_index == 1 else []),
             *self._extra("select"),
@@ -323,44 +350,53 @@ class GridBuilder:
         return self.steps
 
     def _table1_evals(self, domains: list[str], crosses: list[tuple[str, str]], gen_sizes: list[int]) -> None:
+        Cell = layout.Cell
         for domain in domains:
             truth = layout.truth_name(domain)
-            self.evaluate("eval", truth, domain, self._model_path(truth), [f"train/{truth}"])
-            self.evaluate("eval", layout.general_name(domain, 0), domain, self.profile.models.general, [])
+            self.evaluate("eval", truth, domain, self._model_path(truth), [f"train/{truth}"], Cell(domain, "truth"))
+            self.evaluate("eval", layout.general_name(domain, 0), domain, self.profile.models.general, [],
+                          Cell(domain, "gen", size=0))
             for size in gen_sizes:
                 name = layout.general_name(domain, size)
-                self.evaluate("eval", name, domain, self._model_path(name), [f"train/{name}"])
+                self.evaluate("eval", name, domain, self._model_path(name), [f"train/{name}"],
+                              Cell(domain, "gen", size=size))
         for domain, source in crosses:
             source_truth = layout.truth_name(source)
             self.evaluate("eval", layout.cross_name(domain, source, 0), domain, self._merged_path(source_truth),
-                          [f"merge/{source_truth}"])
+                          [f"merge/{source_truth}"], Cell(domain, "from", size=0, source=source))
             for size in self.profile.sizes.subsets:
                 name = layout.cross_name(domain, source, size)
-                self.evaluate("eval", name, domain, self._model_path(name), [f"train/{name}"])
+                self.evaluate("eval", name, domain, self._model_path(name), [f"train/{name}"],
+                              Cell(domain, "from", size=size, source=source))
 
     def _active_learning(self, domains: list[str]) -> dict[tuple[str, str], str]:
-        """select → train → merge → eval per round; returns the last round's name per (domain, strategy)."""
+        """The rounds of every (domain, strategy); returns the last round's name per (domain, strategy)."""
+        return {(domain, strategy): self.active_learning_chain(domain, strategy)
+                for domain in domains for strategy in self.profile.active_learning.strategies}
+
+    def active_learning_chain(self, domain: str, strategy: str) -> str:
+        """select → train → eval → merge per round, each round starting from the last one's merged model (with
+        `train_on=all`: each round retrains the general RM on every pair selected so far, scored by the last
+        round's model). The one definition of the rounds: `reproduce.py` and `active_learning_loop.py` use it."""
         al, general = self.profile.active_learning, self.profile.models.general
-        finals = {}
-        for domain in domains:
-            for strategy in al.strategies:
-                start, start_needs = general, []
-                for k in range(1, al.rounds + 1):
-                    name = layout.active_learning_name(domain, strategy, k)
-                    initial = "_initial" if k == 1 else ""
-                    state = layout.al_state_dir(self.run, domain, strategy, k)
-                    select = self.select(domain, strategy, k, start,
-                                         [*start_needs, *self._data_needs(domain),
-                                          *([f"select/{layout.active_learning_name(domain, strategy, k - 1)}"]
-                                            if k > 1 else [])])
-                    self.train("train_al", "active_learning", name, domain, start, None, [select.name, *start_needs],
-                               data=state, initial=initial)
-                    self.evaluate("active_learning", name, domain, self._model_path(name), [f"train/{name}"],
-                                  kind="eval_al", initial=initial)
-                    self.merge("active_learning", name, start, start_needs)
-                    start, start_needs = self._merged_path(name), [f"merge/{name}"]
-                finals[domain, strategy] = layout.active_learning_name(domain, strategy, al.rounds)
-        return finals
+        if al.train_on not in ("new", "all"):
+            raise UserError(f"active_learning.train_on: '{al.train_on}' is not one of new, all")
+        scorer, scorer_needs = general, []
+        for k in range(1, al.rounds + 1):
+            name = layout.active_learning_name(domain, strategy, k)
+            initial = "_initial" if k == 1 else ""
+            state = layout.al_state_dir(self.run, domain, strategy, k)
+            previous = [f"select/{layout.active_learning_name(domain, strategy, k - 1)}"] if k > 1 else []
+            select = self.select(domain, strategy, k, scorer, [*scorer_needs, *self._data_needs(domain), *previous])
+            start, start_needs = (general, []) if al.train_on == "all" else (scorer, scorer_needs)
+            self.train("train_al", "active_learning", name, domain, start, None, [select.name, *start_needs],
+                       data=state, initial=initial)
+            self.evaluate("active_learning", name, domain, self._model_path(name), [f"train/{name}"],
+                          layout.Cell(domain, "al", size=k * al.pairs_per_round, strategy=strategy, round_index=k),
+                          kind="eval_al", initial=initial)
+            self.merge("active_learning", name, start, start_needs)
+            scorer, scorer_needs = self._merged_path(name), [f"merge/{name}"]
+        return layout.active_learning_name(domain, strategy, al.rounds)
 
     def _best_of_n(self, domains: list[str], crosses: list[tuple[str, str]], subsets: list[int],
                    finals: dict[tuple[str, str], str]) -> None:
@@ -391,17 +427,22 @@ def build_grid(cfg: DictConfig) -> list[Step]:
     return GridBuilder(profile, Path(cfg.output_dir), best_of_n=cfg.best_of_n, paper=cfg.paper).build()
 
 
-def grid_summary(profile: ProfileConfig) -> dict[str, Any]:
-    """What the report needs to label the tables (written as <run>/grid.json)."""
+def grid_summary(profile: ProfileConfig, cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the report needs (written as <run>/grid.json): the run's profile and models, its sizes, and what each
+    result is (domain, kind, size, source, strategy, round: the report reads these, never folder names)."""
     subsets = sorted(profile.sizes.subsets)
     full = profile.sizes.full or (max(subsets) if subsets else None)
     al = profile.active_learning
     return {
         "profile": profile.name,
+        "pipeline_check": bool(profile.tiny_models),  # tiny offline models: a test of the pipeline, not a result
+        "models": {"general": profile.models.general, "sft": dict(profile.models.sft)},
         "domains": list(profile.domains),
         "sizes": subsets,
         "full_size": {d: full for d in profile.domains},
-        "al": {"rounds": al.rounds, "pairs_per_round": al.pairs_per_round, "strategies": list(al.strategies)},
+        "al": {"rounds": al.rounds, "pairs_per_round": al.pairs_per_round, "strategies": list(al.strategies),
+               "train_on": al.train_on},
+        "results": cells,
     }
 
 
@@ -486,38 +527,40 @@ def _marker(run: Path, step_name: str) -> Path:
     return run / ".steps" / f"{_slug(step_name)}.done"
 
 
-def is_done(run: Path, step: Step, profile: ProfileConfig) -> bool:
-    """Complete = its marker records the same command, its outputs exist, and nothing it needs was redone later."""
-    marker = _marker(run, step.name)
-    if step.always or not marker.exists():
-        return False
+def _read_marker(run: Path, step_name: str) -> dict | None:
     try:
-        recorded = json.loads(marker.read_text())["command"]
-    except (OSError, ValueError, KeyError):
-        return False
-    if recorded != step.command(profile) or not all(Path(p).exists() for p in step.outputs):
-        return False
-    finished = marker.stat().st_mtime
-    return all(not _marker(run, need).exists() or _marker(run, need).stat().st_mtime <= finished
-               for need in step.needs)
+        return json.loads(_marker(run, step_name).read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def _clear_stale_outputs(run: Path, step: Step) -> None:
-    """A step redone on purpose (changed command or inputs) starts from nothing: remove what it wrote before."""
-    marker = _marker(run, step.name)
-    if not marker.exists():
-        return  # never finished: leave partial work to the stage's own resume
-    marker.unlink()
+def output_stamp(step: Step) -> list[int | None]:
+    """When each declared output was last written (None: missing). Stages write outputs by atomic renames, so a
+    redo changes the stamp and an "already complete" rerun does not."""
+    stamps = []
     for output in step.outputs:
-        target = Path(output)
-        owner = target.parent if target.name in ("dataset_dict.json", "results.json", "log_history.json",
-                                                  "train_config.yaml", "config.json") else target
-        if owner.is_dir() and owner.resolve() != run.resolve():
-            shutil.rmtree(owner, ignore_errors=True)
-        if step.script == "train_reward_model":
-            from reward_transfer.training import checkpoint_dir
+        try:
+            stamps.append(Path(output).stat().st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return stamps
 
-            shutil.rmtree(checkpoint_dir(owner), ignore_errors=True)
+
+def step_status(run: Path, step: Step) -> str:
+    """done (skip) | new (run) | changed (run: its settings changed) | stale (redo: an input was redone since)."""
+    marker = _read_marker(run, step.name)
+    if step.always or marker is None:
+        return "new"
+    if marker.get("identity") != step.identity():
+        return "changed"
+    stamp = output_stamp(step)
+    if None in stamp or stamp != marker.get("outputs"):
+        return "new"  # outputs missing or rewritten outside the grid: the stage decides (it keeps the same run)
+    for need in step.needs:
+        need_marker = _read_marker(run, need)
+        if need_marker is not None and need_marker.get("outputs") != marker.get("inputs", {}).get(need):
+            return "stale"
+    return "done"
 
 
 @contextlib.contextmanager
@@ -576,7 +619,8 @@ def run_in_process(step: Step) -> None:
     elif step.script == "merge_peft_model":
         from reward_transfer.merging import merge_adapter
 
-        merge_adapter(str(step.args["base_model"]), str(step.args["model_name"]), output_dir=str(step.args["output_dir"]))
+        merge_adapter(str(step.args["base_model"]), str(step.args["model_name"]), output_dir=str(step.args["output_dir"]),
+                      overwrite=bool(step.args.get("overwrite")))
     elif step.script == "report":
         from reward_transfer.reporting import write_report
 
@@ -614,29 +658,46 @@ class StepResult:
     step: str
     status: str  # done | skipped | failed
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
-def execute(step: Step, profile: ProfileConfig, run: Path) -> None:
-    """Run one step (in-process or as a subprocess) with its output in <run>/logs/<step>.log; mark it done."""
+STAGE_WARNING = re.compile(r"^\s+WARNING:?\s+(?P<text>.+)$")
+
+
+def stage_warnings(log_path: Path) -> list[str]:
+    """The warnings a stage's end-of-run summary gave (a 0-pair generation, a training that learned nothing)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [m["text"] for line in lines if (m := STAGE_WARNING.match(line.rsplit("\r", 1)[-1]))]
+
+
+def execute(step: Step, profile: ProfileConfig, run: Path, replace: bool = False) -> None:
+    """Run one step (in-process or as a subprocess) with its output in <run>/logs/<step>.log; mark it done.
+
+    `replace`: run it with its stage's `overwrite=true` (an input was redone, or the user asked)."""
     log_path = run / "logs" / f"{step.slug}.log"
-    command = step.command(profile)
-    _clear_stale_outputs(run, step)
+    launched = step.replacing() if replace else step
+    command = launched.command(profile)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text(f"$ {command}\n")
     started = time.perf_counter()
     if profile.in_process or step.script in ("tiny", "report"):
         with captured_output(log_path):
             try:
-                run_in_process(step)
+                run_in_process(launched)
             except BaseException as err:
                 traceback.print_exc()
                 if isinstance(err, KeyboardInterrupt):
                     raise
                 raise StepFailed(f"{err.__class__.__name__}: {err}") from err
     else:
-        run_subprocess(step, profile, log_path)
-    atomic_write_json(_marker(run, step.name), {"command": command, "seconds": round(time.perf_counter() - started, 2),
-                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run_subprocess(launched, profile, log_path)
+    inputs = {need: (_read_marker(run, need) or {}).get("outputs") for need in step.needs}
+    atomic_write_json(_marker(run, step.name), {
+        "identity": step.identity(), "command": command, "outputs": output_stamp(step), "inputs": inputs,
+        "seconds": round(time.perf_counter() - started, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def _environment(profile: ProfileConfig) -> None:
@@ -679,7 +740,7 @@ def check_inputs(steps: list[Step], run: Path) -> None:
                             "add it to only= (or drop it from skip=)")
 
 
-def run_steps(steps: list[Step], profile: ProfileConfig, run: Path) -> list[StepResult]:
+def run_steps(steps: list[Step], profile: ProfileConfig, run: Path, overwrite: bool = False) -> list[StepResult]:
     """Run the steps in order, skipping finished ones; one console line per step and a progress bar."""
     from tqdm import tqdm
 
@@ -692,14 +753,17 @@ def run_steps(steps: list[Step], profile: ProfileConfig, run: Path) -> list[Step
                        dynamic_ncols=True, disable=None) as bar:
         for index, step in enumerate(steps, 1):
             prefix = f"[{index:>{len(str(len(steps)))}}/{len(steps)}] {step.name:<{width}}"
-            if is_done(run, step, profile):
+            status = step_status(run, step)
+            if status == "done":
                 results.append(StepResult(step.name, "skipped", 0.0))
                 bar.write(f"{prefix}  skipped (done)", file=console)
                 bar.update()
                 continue
+            if status == "stale":
+                bar.write(f"{prefix}  an input was redone since it ran: redoing it", file=console)
             started = time.perf_counter()
             try:
-                execute(step, profile, run)
+                execute(step, profile, run, replace=status == "stale" or (status == "changed" and overwrite))
             except StepFailed as err:
                 log_path = run / "logs" / f"{step.slug}.log"
                 bar.write(f"{prefix}  FAILED after {time.perf_counter() - started:.1f}s", file=console)
@@ -707,8 +771,11 @@ def run_steps(steps: list[Step], profile: ProfileConfig, run: Path) -> list[Step
                     f"step {step.name} failed ({err})\n  command: {step.command(profile)}\n  log: {log_path}\n"
                     f"  last lines of the log:\n" + "\n".join(f"    {line}" for line in _tail(log_path).splitlines())
                 ) from err
-            results.append(StepResult(step.name, "done", time.perf_counter() - started))
+            warnings = stage_warnings(run / "logs" / f"{step.slug}.log")
+            results.append(StepResult(step.name, "done", time.perf_counter() - started, warnings))
             bar.write(f"{prefix}  done in {results[-1].seconds:.1f}s", file=console)
+            for warning in warnings:
+                bar.write(f"      WARNING: {warning}", file=console)
             bar.update()
     return results
 
@@ -717,7 +784,8 @@ def reproduce(cfg: DictConfig) -> list[StepResult]:
     """Plan the grid, write commands.sh and grid.json, then (unless dry_run) run every selected step in order."""
     profile: ProfileConfig = OmegaConf.to_object(cfg.profile)
     run = Path(cfg.output_dir)
-    all_steps = GridBuilder(profile, run, best_of_n=cfg.best_of_n, paper=cfg.paper).build()
+    builder = GridBuilder(profile, run, best_of_n=cfg.best_of_n, paper=cfg.paper)
+    all_steps = builder.build()
     steps = select_steps(all_steps, cfg.only, cfg.skip)
     run.mkdir(parents=True, exist_ok=True)
     # commands.sh always holds the whole grid; a selection (only=/skip=) also gets its own script.
@@ -726,7 +794,7 @@ def reproduce(cfg: DictConfig) -> list[StepResult]:
     for path, listed in {run / "commands.sh": all_steps, script_path: steps}.items():
         atomic_write_text(path, render_script(listed, profile, notes))
         path.chmod(0o755)
-    atomic_write_json(layout.grid_file(run), grid_summary(profile))
+    atomic_write_json(layout.grid_file(run), grid_summary(profile, builder.cells))
     atomic_write_text(run / "reproduce_config.yaml", OmegaConf.to_yaml(cfg))
     if cfg.dry_run:
         print(script_path.read_text(), end="")
@@ -737,11 +805,13 @@ def reproduce(cfg: DictConfig) -> list[StepResult]:
     _environment(profile)
     started = time.perf_counter()
     with cpu_threads(profile.cpu_threads):
-        results = run_steps(steps, profile, run)
+        results = run_steps(steps, profile, run, overwrite=cfg.overwrite)
     ran = sum(r.status == "done" for r in results)
     atomic_write_json(run / "last_run.json", [asdict(r) for r in results])
+    warned = [r for r in results if r.warnings]
     print(f"reproduce {profile.name}: {ran} steps run, {len(results) - ran} skipped (already done) in "
-          f"{time.perf_counter() - started:.0f}s; logs in {run / 'logs'}")
+          f"{time.perf_counter() - started:.0f}s; logs in {run / 'logs'}"
+          + (f"; {len(warned)} steps WARNED: {', '.join(r.step for r in warned)}" if warned else ""))
     if any(step.script == "report" for step in steps):
         print((run / "tables.md").read_text())
         print(f"tables: {run / 'tables.md'}, {run / 'tables.tex'}; figures: {run}/*.png")

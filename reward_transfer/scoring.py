@@ -17,7 +17,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object, parse_flag_from_env
 from tqdm.auto import tqdm
 
-from reward_transfer.conversations import encode_conversation
+from reward_transfer.conversations import encode_conversation, problem_key
 from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model, reward_token_id, unwrap_model
 
@@ -158,10 +158,14 @@ def score_conversations(
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     started = time.perf_counter()
     distinct_index: dict[tuple[str, str], int] = {}
+    distinct = []
     slot = np.empty(len(problems), dtype=np.int64)
-    for row, key in enumerate(zip(problems, answers, strict=True)):
-        slot[row] = distinct_index.setdefault(key, len(distinct_index))
-    distinct = list(distinct_index)
+    for row, (problem, answer) in enumerate(zip(problems, answers, strict=True)):
+        key = (problem_key(problem), answer)
+        if key not in distinct_index:
+            distinct_index[key] = len(distinct)
+            distinct.append((problem, answer))
+        slot[row] = distinct_index[key]
     del distinct_index
 
     state = process_state()

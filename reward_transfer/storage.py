@@ -1,5 +1,6 @@
 """Atomic writes: a reader (or a resumed run) sees either the old file/directory or the new one, never half."""
 
+import errno
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from reward_transfer.errors import UserError
+
 
 def looks_like_local_path(name_or_path: str) -> bool:
     """True for paths (existing, explicit, or nested deeper than a Hub `org/name` id), False for Hub ids."""
@@ -16,6 +19,20 @@ def looks_like_local_path(name_or_path: str) -> bool:
     if path.exists() or name_or_path.startswith((".", "/", "~")) or len(path.parts) > 2:
         return True
     return len(path.parts) == 2 and Path(path.parts[0]).is_dir()
+
+
+def ensure_writable(path: str | os.PathLike, key: str, parent: bool = False) -> None:
+    """Fail at the start, in one line naming the config key, when the output `path` (or, `parent=True`, the folder
+    it is made in) cannot be created or written (read-only mount, no permission), instead of with a traceback
+    after the work is done."""
+    directory = Path(path).parent if parent else Path(path)
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), Path("."))
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise UserError(f"{key}={path}: cannot write to {existing} ({err.strerror or err})") from err
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -6,7 +6,9 @@ tokenizer, `log_history.json`, `train_config.yaml`, `reward_model.json` and a mo
 """
 
 import dataclasses
+import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -26,6 +28,7 @@ from reward_transfer.config import DatasetSpec
 from reward_transfer.conversations import encode_conversation
 from reward_transfer.data import PAIR_COLUMNS, load_datasets
 from reward_transfer.errors import UserError
+from reward_transfer.hub import push_folder
 from reward_transfer.models import (
     REWARD_MODEL_INFO,
     load_reward_model,
@@ -33,8 +36,16 @@ from reward_transfer.models import (
     reward_token_id,
     unwrap_model,
 )
-from reward_transfer.storage import atomic_write_json, atomic_write_text, replace_dir
-from reward_transfer.training_schema import TrainRewardModelConfig  # noqa: F401  (registers the schema)
+from reward_transfer.rerun import (
+    is_complete,
+    recorded_settings,
+    refuse_other_settings,
+    result_settings,
+    to_plain,
+    write_settings,
+)
+from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
+from reward_transfer.training_schema import RESUMABLE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +87,67 @@ def _validate(cfg: DictConfig) -> None:
     if torch.cuda.device_count() > 1 and PartialState().num_processes == 1:
         raise UserError(f"{torch.cuda.device_count()} GPUs visible but no launcher: run under `accelerate launch "
                         "--config_file=deepspeed/<n>_<gpus>GPU.yaml` or make one GPU visible (CUDA_VISIBLE_DEVICES=0)")
+    train = cfg.train
+    for key, value, ok in (("learning_rate", train.learning_rate, train.learning_rate > 0),
+                           ("per_device_train_batch_size", train.per_device_train_batch_size,
+                            train.per_device_train_batch_size >= 1),
+                           ("gradient_accumulation_steps", train.gradient_accumulation_steps,
+                            train.gradient_accumulation_steps >= 1),
+                           ("epochs", train.epochs, train.epochs > 0 or train.max_steps > 0),
+                           ("warmup_steps", train.warmup_steps, train.warmup_steps >= 0),
+                           ("logging_steps", train.logging_steps, train.logging_steps >= 1),
+                           ("save_steps", train.save_steps, train.save_steps >= 1)):
+        if not ok:
+            raise UserError(f"train.{key}: must be positive, got {value}")
     if cfg.model.freeze_head and not cfg.model.lora.enable:
         raise UserError("model.freeze_head=true needs model.lora.enable=true (the original froze the head under LoRA)")
 
 
-def _prepare_output(output_dir: Path, overwrite: bool, resume: bool) -> Path:
-    """Refuse an output_dir holding another run (unless overwrite); return the checkpoint dir to train into."""
-    checkpoints = checkpoint_dir(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"output_dir {output_dir} exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise UserError(f"output_dir {output_dir} already holds a run (set overwrite=true to replace it)")
-    has_checkpoints = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if has_checkpoints and not (resume or overwrite):
+def _is_finished(output_dir: Path) -> bool:
+    """A finished run: `_finalize` moved these in last-but-one and last (the swap is one rename)."""
+    return (output_dir / "log_history.json").is_file() and (output_dir / "train_config.yaml").is_file()
+
+
+def _checkpoint_complete(path: Path) -> bool:
+    """The Trainer writes `trainer_state.json` after the weights, optimizer and RNG state: a checkpoint is complete
+    only once it is there and parses (a kill mid-save leaves it missing or cut short)."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete `checkpoint-<step>` (None: none)."""
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                   if p.name.split("-")[-1].isdigit() else -1, reverse=True)
+    return next((path for path in found if path.is_dir() and _checkpoint_complete(path)), None)
+
+
+def _prepare_checkpoints(cfg: DictConfig, checkpoints: Path, settings: dict) -> Path | None:
+    """The checkpoint to resume from (None: start afresh), by the rerun rule: an interrupted run continues only
+    under `train.resume=true` and with the same settings; `overwrite=true` starts over. Main process only."""
+    interrupted = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if not interrupted or cfg.overwrite:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        if cfg.train.resume and not cfg.overwrite:
+            log.info("train.resume=true but %s has no checkpoint: starting from the beginning", checkpoints)
+        return None
+    if not cfg.train.resume:
         raise UserError(f"{checkpoints} holds an interrupted run: set train.resume=true to continue it "
                         "or overwrite=true to start over")
-    return checkpoints
+    recorded = recorded_settings(checkpoints)
+    if recorded is not None:
+        refuse_other_settings("train_reward_model", checkpoints, recorded, settings, what="the interrupted run in")
+    resume = last_complete_checkpoint(checkpoints)
+    for partial in checkpoints.glob("checkpoint-*"):
+        if resume is None or int(partial.name.split("-")[-1]) > int(resume.name.split("-")[-1]):
+            log.warning("%s was cut short while being written (no trainer_state.json): removed", partial)
+            shutil.rmtree(partial)
+    if resume is None:
+        print(f"train_reward_model: no complete checkpoint in {checkpoints}: starting from the beginning", flush=True)
+    return resume
 
 
 def _encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, scored_token: int | None,
@@ -311,6 +367,7 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
         "padding_share": round(1 - collator.real_tokens / max(collator.padded_tokens, 1), 4),
         "tokens_per_second": round(collator.real_tokens / max(seconds, 1e-9), 1),
         "pairs": stats.__dict__,
+        "warnings": learning_warnings(train_logs),
     }
     if state.is_main_process:
         if cfg.model.lora.enable and not cfg.model.freeze_head:
@@ -318,6 +375,7 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
         atomic_write_json(staging / "log_history.json", history)
         atomic_write_text(staging / "train_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         atomic_write_json(staging / "training_summary.json", summary)
+        write_settings(staging, to_plain(result_settings(cfg, RESUMABLE_KEYS)))
         atomic_write_json(staging / REWARD_MODEL_INFO, {
             "base_model": cfg.model.model_name_or_path,
             "init": cfg.model.init,
@@ -334,16 +392,6 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
     return summary
 
 
-def _push(cfg: DictConfig, output_dir: Path) -> None:
-    from huggingface_hub import HfApi
-
-    repo_id = cfg.huggingface.repo_id or cfg.name
-    api = HfApi()
-    api.create_repo(repo_id, private=cfg.huggingface.private, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=str(output_dir), commit_message=f"train_reward_model {cfg.name}")
-    log.info("pushed %s to the Hub as %s", output_dir, repo_id)
-
-
 def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
     lines = [
         f"reward model '{summary['name']}' trained -> {output_dir}",
@@ -355,8 +403,41 @@ def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
         f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), "
         f"padding {100 * summary['padding_share']:.1f}% of the batches",
         f"  head '{summary['head']}' saved with the model; log: {output_dir / 'log_history.json'}",
+        *(f"  WARNING: {warning}" for warning in summary.get("warnings", [])),
     ]
     print("\n".join(lines), flush=True)
+
+
+def learning_warnings(train_logs: list[dict]) -> list[str]:
+    """A run that stopped learning says so: from some step on, the loss sits at ln 2 (chosen and rejected scored
+    alike) and the gradients are zero (e.g. a learning rate that blew the scores up), or the loss never left ln 2."""
+    def flat(entry: dict) -> bool:
+        return abs(entry["loss"] - math.log(2)) < 1e-3
+
+    def dead(entry: dict) -> bool:
+        norm = entry.get("grad_norm")
+        return isinstance(norm, int | float) and (norm == 0 or not math.isfinite(norm))
+
+    stuck = 0
+    while stuck < len(train_logs) and flat(train_logs[-1 - stuck]) and dead(train_logs[-1 - stuck]):
+        stuck += 1
+    if stuck:
+        since = train_logs[-stuck].get("step", "?")
+        return [f"from step {since} on the loss sat at ln 2 = {math.log(2):.4f} with zero gradients: the model "
+                "stopped learning (a learning rate too high? check train.learning_rate)"]
+    if train_logs and all(flat(entry) for entry in train_logs):
+        return [f"the loss stayed at ln 2 = {math.log(2):.4f} in every logged step: the model never told chosen "
+                "from rejected (check train.learning_rate, the data and the head)"]
+    return []
+
+
+def _push(cfg: DictConfig, output_dir: Path) -> None:
+    push_folder(output_dir, cfg.huggingface.repo_id or cfg.name, cfg.huggingface.private,
+                f"train_reward_model {cfg.name}", retry="retry the push alone with huggingface.push_only=true")
+
+
+def _finished_summary(output_dir: Path) -> dict:
+    return json.loads((output_dir / "training_summary.json").read_text())
 
 
 def train_reward_model(cfg: DictConfig) -> dict:
@@ -365,14 +446,26 @@ def train_reward_model(cfg: DictConfig) -> dict:
 
     _validate(cfg)
     output_dir = Path(cfg.output_dir)
-    checkpoints = _prepare_output(output_dir, cfg.overwrite, cfg.train.resume)
+    ensure_writable(output_dir, "output_dir", parent=True)  # checkpoints live beside output_dir
+    settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
     state = PartialState()
-    if state.is_main_process and checkpoints.exists() and not cfg.train.resume:
-        shutil.rmtree(checkpoints)
+    if cfg.huggingface.push_only:
+        if not _is_finished(output_dir):
+            raise UserError(f"huggingface.push_only=true: {output_dir} holds no finished run to push")
+        if state.is_main_process:
+            _push(cfg, output_dir)
+        return _finished_summary(output_dir)
+    if is_complete("train_reward_model", output_dir, settings, cfg.overwrite, _is_finished(output_dir)):
+        return _finished_summary(output_dir)
+    checkpoints = checkpoint_dir(output_dir)
+    resume = _prepare_checkpoints(cfg, checkpoints, settings) if state.is_main_process else None
     state.wait_for_everyone()
-    resume = cfg.train.resume and any(checkpoints.glob("checkpoint-*"))
-    if cfg.train.resume and not resume:
-        log.info("train.resume=true but %s has no checkpoint: starting from the beginning", checkpoints)
+    if not state.is_main_process:
+        resume = last_complete_checkpoint(checkpoints) if cfg.train.resume else None
+    if state.is_main_process:
+        write_settings(checkpoints, settings)
+        if resume is not None:
+            print(f"train_reward_model: resuming from step {resume.name.split('-')[-1]} ({resume})", flush=True)
 
     if cfg.logging.wandb:
         os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)  # read by the Trainer's W&B callback
@@ -402,7 +495,7 @@ def train_reward_model(cfg: DictConfig) -> dict:
             trainer.model.print_trainable_parameters()
 
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started, collator)
     if cfg.huggingface.push_to_hub and state.is_main_process:
         _push(cfg, output_dir)

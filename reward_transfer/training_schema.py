@@ -69,6 +69,17 @@ class TrainSchema:
 
 
 @dataclass
+class TrainHubConfig(HubConfig):
+    push_only: bool = False  # push the finished output_dir and stop (retries a push that failed after training)
+
+
+# Keys that change how fast or where a run goes, or how often it checkpoints, never the model it produces: a
+# finished run or its checkpoints are reused across them (plus rerun.COMMON_RESUMABLE_KEYS).
+RESUMABLE_KEYS = ("train.resume", "train.logging_steps", "train.save_steps", "train.save_total_limit",
+                  "train.dataloader_num_workers", "train.gradient_checkpointing")
+
+
+@dataclass
 class TrainRewardModelConfig:
     name: str = "???"
     output_dir: str = "outputs/models/${name}"
@@ -78,7 +89,7 @@ class TrainRewardModelConfig:
     dataset: DatasetSchema = field(default_factory=DatasetSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    huggingface: HubConfig = field(default_factory=HubConfig)
+    huggingface: TrainHubConfig = field(default_factory=TrainHubConfig)
 
 
 register_schema("train_reward_model", TrainRewardModelConfig)

@@ -152,23 +152,31 @@ def test_every_named_config_validates(script):
         OmegaConf.to_container(compose_config(script, name, []), resolve=True)
 
 
-def test_loop_runs_select_train_merge_eval_and_resumes_where_it_stopped(tiny_models, tmp_path):
+def test_loop_runs_the_grids_rounds_resumes_where_it_stopped_and_is_reported(tiny_models, tmp_path):
     from reward_transfer.active_learning_loop import run_active_learning
+    from reward_transfer.reporting import load_run, write_report
 
     data = write_pair_dataset(tmp_path / "pref-data-math", train_problems=6, pairs_per_problem=4)
-    overrides = [f"start_model={tiny_models['rm']}", f"output_root={tmp_path / 'loop'}",
-                 f"eval_root={tmp_path / 'eval'}", "rounds=2",
-                 f"pool={data}", "overrides.select=['dataset.pairs_to_select=6']",
-                 f"overrides.eval=['dataset.datasets.0.name_or_path={data}']"]
+    run = tmp_path / "loop"
+    overrides = [f"start_model={tiny_models['rm']}", f"output_root={run}", "rounds=2", f"pool={data}",
+                 "overrides.select=['dataset.pairs_to_select=6']"]
     rows = run_active_learning(compose_config("active_learning_loop", "demo_math", overrides))
     assert [row["pairs_selected"] for row in rows] == [6, 12]
-    round1 = tmp_path / "loop" / "round1"
-    stamps = {path: path.stat().st_mtime_ns for path in (round1 / "state" / STATE_FILE, round1 / "model" /
-                                                         "log_history.json", round1 / "model-merged" / "config.json")}
-    (tmp_path / "eval" / "active_learning_math_margin_round2" / "results.json").unlink()
+    # The grid's names and layout (`_r<k>`), so the report reads the loop's folder like a reproduce run.
+    name = "active_learning_math_margin_r1"
+    stamps = {path: path.stat().st_mtime_ns for path in (
+        run / "active_learning/math/margin/state_r1" / STATE_FILE, run / "models" / name / "log_history.json",
+        run / "models" / f"{name}-merged" / "config.json")}
+    (run / "eval/active_learning_math_margin_r2/results.json").unlink()
     resumed = run_active_learning(compose_config("active_learning_loop", "demo_math", overrides))
     assert [row["accuracy"] for row in resumed] == [row["accuracy"] for row in rows]
     assert all(path.stat().st_mtime_ns == stamp for path, stamp in stamps.items())
+
+    report = write_report(run)
+    results = load_run(run)
+    assert {results.cell(n).round_index for n in results.accuracy} == {1, 2}
+    table = report.tables_md.read_text()
+    assert f"{rows[0]['accuracy']:.4f}" in table and f"{rows[1]['accuracy']:.4f}" in table
 
 
 def test_round_one_pool_is_the_training_sample_of_the_same_size(tmp_path):
@@ -190,3 +198,32 @@ def test_round_one_pool_is_the_training_sample_of_the_same_size(tmp_path):
     select_pairs(cfg)
     state = datasets.load_from_disk(str(out))
     assert set(state["selected"]["pair_id"]) | set(state["rest"]["pair_id"]) == set(trained["pair_id"])
+
+
+def test_rerunning_round_one_on_a_state_holding_two_rounds_is_refused(tmp_path, capsys):
+    """The seed's layout reads and writes one state directory; round 1 again must not rewrite rounds 1–2."""
+    data = write_pair_dataset(tmp_path / "pairs", train_problems=6, pairs_per_problem=4)
+    state = tmp_path / "state"
+    common = [f"dataset.output_dataset_name_or_path={state}", "dataset.pairs_to_select=4", "selection.strategy=random"]
+    round_one = compose_config("active_data_selection", "demo_math_initial",
+                               [f"dataset.dataset_name_or_path={data}", *common])
+    select_pairs(round_one)
+    select_pairs(compose_config("active_data_selection", "demo_math", [f"dataset.dataset_name_or_path={state}",
+                                                                       *common]))
+    before = (state / STATE_FILE).read_text()
+    with pytest.raises(UserError, match=r"holds rounds 1–2, but this selection makes round 1.*overwrite=true"):
+        select_pairs(round_one)
+    assert (state / STATE_FILE).read_text() == before
+
+    other = tmp_path / "other"
+    again = [f"dataset.dataset_name_or_path={data}", f"dataset.output_dataset_name_or_path={other}",
+             "dataset.pairs_to_select=4", "selection.strategy=random"]
+    first = select_pairs(compose_config("active_data_selection", "demo_math_initial", again))
+    capsys.readouterr()
+    assert select_pairs(compose_config("active_data_selection", "demo_math_initial", again)) == first
+    assert "already holds round 1 with these settings" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"other settings \(seed: 42 → 7\)"):
+        select_pairs(compose_config("active_data_selection", "demo_math_initial", [*again, "seed=7"]))
+    replaced = select_pairs(compose_config("active_data_selection", "demo_math_initial",
+                                           [*again, "seed=7", "overwrite=true"]))
+    assert replaced["seed"] == 7

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT
 from hydra import compose, initialize_config_dir
 
-from reward_transfer.data import load_table
+from reward_transfer.data import as_pairs, load_table
 from reward_transfer.errors import UserError
 from reward_transfer.generation.pipeline import to_settings
 from reward_transfer.generation.problems import load_problems
@@ -110,3 +110,38 @@ def test_splits_of_a_local_file_are_honoured_or_refused(tmp_path):
     assert len(load_table(str(plain), "train")) == 9
     with pytest.raises(UserError, match="split 'eval' needs a file of its own or a 'split' column"):
         load_table(str(plain), "eval")
+
+
+# ------------------------------------------------------------------ preference data in TRL / RewardBench format
+def test_rewardbench_and_trl_string_columns_become_pairs():
+    table = datasets.Dataset.from_list([{"prompt": "2+2?", "chosen": "4", "rejected": "5", "subset": "math-prm"}])
+    pairs = as_pairs(table, "rb.jsonl")
+    assert pairs[0] == {"subset": "math-prm", "problem": "2+2?", "accepted": "4", "rejected": "5"}
+
+
+def test_conversational_pairs_explicit_and_implicit_prompt():
+    user = [{"role": "user", "content": "Name a prime."}]
+    explicit = datasets.Dataset.from_list([{"prompt": user, "chosen": [{"role": "assistant", "content": "7"}],
+                                            "rejected": [{"role": "assistant", "content": "8"}]}])
+    assert as_pairs(explicit, "x")[0] == {"problem": "Name a prime.", "accepted": "7", "rejected": "8"}
+    multi = [{"role": "system", "content": "Be brief."}, *user]
+    implicit = datasets.Dataset.from_list([{"chosen": [*multi, {"role": "assistant", "content": "7"}],
+                                            "rejected": [*multi, {"role": "assistant", "content": "8"}]}])
+    row = as_pairs(implicit, "x")[0]
+    assert row["problem"] == multi and row["accepted"] == "7"  # a multi-turn prompt stays a conversation
+    mismatched = datasets.Dataset.from_list([{"chosen": [*user, {"role": "assistant", "content": "7"}],
+                                              "rejected": [*multi, {"role": "assistant", "content": "8"}]}])
+    with pytest.raises(UserError, match="row 0: the chosen and rejected conversations start with different turns"):
+        as_pairs(mismatched, "x")
+
+
+def test_configured_column_names_and_bad_roles():
+    table = datasets.Dataset.from_list([{"question": "q", "good": "a", "bad": "b"}])
+    assert as_pairs(table, "x", {"problem": "question", "accepted": "good", "rejected": "bad"})[0] == {
+        "problem": "q", "accepted": "a", "rejected": "b"}
+    with pytest.raises(UserError, match=r"missing column.*chosen"):
+        as_pairs(table, "x", {"problem": "question"})
+    with pytest.raises(UserError, match="unknown role"):
+        as_pairs(table, "x", {"answer": "good"})
+    with pytest.raises(UserError, match="row 0, column chosen: expected a string or a message list"):
+        as_pairs(datasets.Dataset.from_list([{"prompt": "p", "chosen": 3, "rejected": "r"}]), "x")

@@ -138,3 +138,37 @@ def test_a_model_that_is_not_a_reward_model_is_refused(tiny_models, tmp_path):
     with pytest.raises(UserError, match="not a reward model"):
         evaluate(cfg)
     assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_any_rewardbench_style_file_is_scored_with_per_subset_accuracy(tiny_models, tmp_path):
+    rows = [{"prompt": f"What is {a} + {a}?", "chosen": f"The answer is \\boxed{{{2 * a}}}.",
+             "rejected": f"It is {3 * a}.", "subset": "easy" if a < 5 else "hard"} for a in range(8)]
+    data = tmp_path / "rewardbench.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cfg = compose_config("eval", "demo_math", [f"model.model_name_or_path={tiny_models['rm']}",
+                                               f"dataset.datasets=[{{name_or_path:{data},split:train}}]",
+                                               f"output_dir={tmp_path / 'rb'}"])
+    results = evaluate(cfg)
+    assert results["num_pairs"] == 8
+    by_subset = results["accuracy_by_subset"]
+    assert {k: v["num_pairs"] for k, v in by_subset.items()} == {"easy": 5, "hard": 3}
+    assert sum(v["correct"] for v in by_subset.values()) == results["correct"]
+
+
+def test_a_rerun_keeps_the_same_results_and_refuses_other_settings(tiny_models, tmp_path, capsys):
+    data = write_pair_dataset(tmp_path / "pref-data-math")
+    base = [f"model.model_name_or_path={tiny_models['rm']}", f"dataset.datasets.0.name_or_path={data}",
+            f"output_dir={tmp_path / 'eval'}"]
+    first = evaluate(compose_config("eval", "demo_math", base))
+    stamp = (tmp_path / "eval" / "results.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert evaluate(compose_config("eval", "demo_math", [*base, "dataset.batch_size=3"])) == json.loads(
+        (tmp_path / "eval" / "results.json").read_text())  # a scoring batch size is not another result
+    assert "already complete" in capsys.readouterr().out
+    assert (tmp_path / "eval" / "results.json").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match=r"other settings \(dataset\.max_examples: None → 3\)"):
+        evaluate(compose_config("eval", "demo_math", [*base, "dataset.max_examples=3"]))
+    replaced = evaluate(compose_config("eval", "demo_math", [*base, "dataset.max_examples=3", "overwrite=true"]))
+    assert replaced["num_pairs"] == 3 and first["num_pairs"] > 3
+    with pytest.raises(UserError, match=r"dataset\.max_examples must be positive or null, got -5"):
+        evaluate(compose_config("eval", "demo_math", [*base, "dataset.max_examples=-5"]))

@@ -262,9 +262,9 @@ def test_resume_refuses_a_different_config_and_rerun_of_complete_output_is_untou
     assert (out / "dataset_dict.json").stat().st_mtime_ns == stamp
     assert sorted(p.name for p in (out / "train").iterdir()) == train_files
 
-    with pytest.raises(UserError, match=r"different config \(generation.temperature: 0.9 → 0.5\)"):
+    with pytest.raises(UserError, match=r"other settings \(generation.temperature: 0.9 → 0.5\)"):
         generate_preference_data(compose_config("demo_math", [*overrides, "generation.temperature=0.5"]))
-    with pytest.raises(UserError, match=r"different config.*dataset\.max_examples: 6 → 7"):
+    with pytest.raises(UserError, match=r"other settings.*dataset\.max_examples: 6 → 7"):
         generate_preference_data(compose_config("demo_math", [*overrides[:-1], "dataset.max_examples=7"]))
 
     generate_preference_data(compose_config("demo_math", [*overrides, "overwrite=true", "seed=1"]))
@@ -325,3 +325,25 @@ def test_math_problems_keep_only_easy_to_compare_references(tmp_path):
     assert sorted(p.reference for p in problems) == ["3", "B", "\\frac{1}{2}"]
     assert dict(skipped) == {"proof problem": 2, "free-text answer": 1, "malformed LaTeX answer": 1,
                              "reference has no \\boxed{} answer": 1}
+
+
+def test_a_generation_without_a_single_pair_says_so_loudly(tmp_path, addition_problems, capsys):
+    replay = write_jsonl(tmp_path / "replay.jsonl", [
+        {"problem": f"What is {a} plus {b}?", "responses": ["$\\boxed{-1}$", "$\\boxed{-2}$"]}
+        for a, b in [(1, 2), (3, 4), (10, 5), (7, 7)]])
+    out = tmp_path / "out"
+    generate_preference_data(compose_config("demo_math", [
+        f"dataset.datasets=[{{name_or_path: {addition_problems}}}]", "dataset.eval_fraction=0.5",
+        f"generation.replay_path={replay}", "generation.num_samples_per_problem=2", "progress=false",
+        f"output_dir={out}"]))
+    printed = capsys.readouterr().out
+    assert "WARNING     no candidate is correct (0 of 8)" in printed
+    assert "WARNING     the train split has 0 pairs" in printed
+    warnings = json.loads((out / "generation_manifest.json").read_text())["summary"]["warnings"]
+    assert len(warnings) == 3
+
+
+def test_a_bad_max_examples_names_the_key(tmp_path):
+    with pytest.raises(UserError, match=r"dataset\.max_examples: must be positive or null, got -5"):
+        generate_preference_data(compose_config("demo_math", ["dataset.max_examples=-5",
+                                                              f"output_dir={tmp_path / 'out'}"]))

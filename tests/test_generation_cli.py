@@ -57,7 +57,7 @@ def test_missing_column_names_it_and_lists_the_columns(tmp_path):
 
 def test_empty_dataset_after_sampling(tmp_path):
     result = run(f"output_dir={tmp_path / 'out'}", "dataset.max_examples=0")
-    assert_one_line_error(result, "no rows left after sampling")
+    assert_one_line_error(result, "dataset.max_examples: must be positive or null, got 0")
     assert not (tmp_path / "out").exists()
 
 

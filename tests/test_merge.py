@@ -99,6 +99,39 @@ def test_internlm2_remote_code_model_trains_merges_and_evaluates(pairs_dir, tmp_
     assert results["num_pairs"] == 16 and 0 <= results["accuracy"] <= 1
 
 
+def test_a_rerun_keeps_the_same_merge_refuses_another_and_pushes_privately(tiny_models, pairs_dir, tmp_path,
+                                                                          monkeypatch, capsys):
+    import huggingface_hub
+
+    adapter = _train("demo_code", tiny_models["rm"], pairs_dir, tmp_path / "code_5k")
+    merged = merge_adapter(None, str(adapter), tmp_path / "merged")
+    before = (merged / "model.safetensors").stat().st_mtime_ns
+    pushed = []
+
+    class RecordingApi:  # the Hub is the true external boundary: record what would be uploaded
+        def create_repo(self, repo_id, private, exist_ok):
+            pushed.append((repo_id, private))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            pushed.append(folder_path)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    capsys.readouterr()
+    assert merge_adapter(None, str(adapter), merged, push_to_hub=True, repo_id="me/code-rm") == merged
+    assert "already complete" in capsys.readouterr().out
+    assert (merged / "model.safetensors").stat().st_mtime_ns == before
+    assert pushed == [("me/code-rm", True), str(merged)]  # private unless told otherwise
+    with pytest.raises(UserError, match=r"other settings \(base_model: .* → .*lm'\)"):
+        merge_adapter(str(tiny_models["lm"]), str(adapter), merged)
+
+
+def test_merge_names_the_real_cause_of_a_missing_adapter(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        merge_adapter(None, str(tmp_path / "no-such-adapter"))
+    with pytest.raises(UserError, match="Hub is offline"):  # conftest forces the Hub offline
+        merge_adapter(None, "someone/some-adapter")
+
+
 def test_merge_refuses_an_adapter_whose_base_is_gone(tmp_path):
     adapter = tmp_path / "orphan"
     adapter.mkdir()

@@ -90,16 +90,30 @@ def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path, tiny
     assert "accuracy" in log  # the stage's own summary, captured in-process
 
     assert set(_statuses(reproduce(_config(run, tiny_models, *CHEAP))).values()) == {"skipped"}
+    results = layout.eval_dir(run, "math_0k") / "results.json"
+    kept = results.stat().st_mtime_ns
 
-    # A changed command redoes that step only; a redone input makes its readers stale too.
-    changed = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5")))
+    # How a step is launched is not what it produces: a new launcher keeps every finished output.
+    launcher = "profile.launcher='accelerate launch --config_file=deepspeed/2_2GPU.yaml'"
+    assert set(_statuses(reproduce(_config(run, tiny_models, *CHEAP, launcher))).values()) == {"skipped"}
+    assert results.stat().st_mtime_ns == kept
+
+    # A changed setting reaches the stage, which refuses to replace its finished result in one line...
+    with pytest.raises(UserError, match=r"dataset\.max_examples: None → 5.*overwrite=true"):
+        reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5"))
+    assert results.stat().st_mtime_ns == kept
+    # ... and replaces it when asked.
+    changed = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5",
+                                          "overwrite=true")))
     assert changed == {"setup/tiny_models": "skipped", "generate/math": "skipped", "eval/math_0k": "done"}
-    assert json.loads((layout.eval_dir(run, "math_0k") / "results.json").read_text())["num_pairs"] == 5
-    marker = run / ".steps" / "generate__math.done"
-    later = marker.stat().st_mtime + 10
-    os.utime(marker, (later, later))
+    assert json.loads(results.read_text())["num_pairs"] == 5
+
+    # An input rewritten since (here: generation redone by hand) makes its readers stale: they are redone.
+    data = layout.data_dir(run, "math") / "dataset_dict.json"
+    os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 10**9))
     again = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5")))
-    assert again["eval/math_0k"] == "done"
+    assert again == {"setup/tiny_models": "skipped", "generate/math": "done", "eval/math_0k": "done"}
+    assert (run / "logs" / "eval__math_0k.log").read_text().splitlines()[0].endswith(" overwrite=true")
 
 
 def test_a_failing_step_stops_the_run_with_its_command_and_log_tail(tmp_path: Path, tiny_models) -> None:

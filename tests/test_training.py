@@ -114,12 +114,17 @@ def test_training_learns_the_signal_and_writes_a_complete_run(trained_rm, pairs_
     assert pair_accuracy(model, tokenizer, held_out) >= 0.85
 
 
-def test_a_finished_run_is_not_overwritten_unless_asked(trained_rm, tiny_models, pairs_dir):
-    out, _ = trained_rm
+def test_a_finished_run_is_kept_on_rerun_and_other_settings_are_refused(trained_rm, tiny_models, pairs_dir, capsys):
+    out, summary = trained_rm
     before = (out / "adapter_model.safetensors").read_bytes()
-    cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], pairs_dir, out))
-    with pytest.raises(UserError, match="already holds a run"):
-        train_reward_model(cfg)
+    run = tiny_run(tiny_models["rm"], pairs_dir, out, "dataset.max_examples=1000")
+    same = compose_config("demo_math", [*run, "train.save_steps=7"])
+    assert train_reward_model(same) == summary  # a how-often key (save_steps) is not a different run
+    assert "already complete" in capsys.readouterr().out
+    other = compose_config("demo_math", [*run, "train.learning_rate=0.1"])
+    with pytest.raises(UserError, match=r"other settings \(train\.learning_rate: 0\.001 → 0\.1\)") as err:
+        train_reward_model(other)
+    assert "\n" not in str(err.value) and "overwrite=true" in str(err.value)
     assert (out / "adapter_model.safetensors").read_bytes() == before
 
 
@@ -186,6 +191,78 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_models, pair
     assert (out / "adapter_model.safetensors").exists() and not checkpoint_dir(out).exists()
 
 
+def test_an_interrupt_while_a_checkpoint_is_written_resumes_from_the_last_complete_one(
+        tiny_models, pairs_dir, tmp_path, monkeypatch, capsys):
+    from transformers.trainer_callback import TrainerState
+
+    out = tmp_path / "cut"
+    overrides = tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=6", "train.save_steps=2")
+    original_save, calls = TrainerState.save_to_json, []
+
+    def interrupted_second_save(self, path):
+        calls.append(path)
+        if len(calls) == 2:  # checkpoint-4: weights, optimizer and RNG state written, trainer_state.json not yet
+            raise KeyboardInterrupt("simulated kill during the checkpoint save")
+        return original_save(self, path)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", interrupted_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(compose_config("demo_math", overrides))
+    monkeypatch.setattr(TrainerState, "save_to_json", original_save)
+    partial = checkpoint_dir(out) / "checkpoint-4"
+    assert partial.is_dir() and not (partial / "trainer_state.json").exists()
+
+    capsys.readouterr()
+    summary = train_reward_model(compose_config("demo_math", [*overrides, "train.resume=true"]))
+    assert "resuming from step 2" in capsys.readouterr().out
+    steps = [e["step"] for e in json.loads((out / "log_history.json").read_text()) if "loss" in e]
+    assert summary["steps"] == 6 and steps[-4:] == [3, 4, 5, 6]
+
+
+def test_an_interrupted_run_resumes_only_with_its_own_settings(tiny_models, pairs_dir, tmp_path, monkeypatch):
+    from trl import RewardTrainer
+
+    out = tmp_path / "other"
+    overrides = tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=4", "train.save_steps=2")
+    original_step, calls = RewardTrainer.training_step, []
+
+    def crash_on_third_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "training_step", crash_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(compose_config("demo_math", overrides))
+    monkeypatch.setattr(RewardTrainer, "training_step", original_step)
+    with pytest.raises(UserError, match=r"other settings \(seed: 42 → 7\)"):
+        train_reward_model(compose_config("demo_math", [*overrides, "train.resume=true", "seed=7"]))
+    assert (checkpoint_dir(out) / "checkpoint-2").is_dir()
+
+
+def test_a_failed_push_keeps_the_model_and_push_only_retries_it(trained_rm, tiny_models, pairs_dir, monkeypatch):
+    import huggingface_hub
+
+    out, summary = trained_rm
+    overrides = [*tiny_run(tiny_models["rm"], pairs_dir, out, "dataset.max_examples=1000"), "huggingface.push_to_hub=true"]
+    with pytest.raises(UserError, match="push_only=true") as err:  # offline: the Hub client refuses
+        train_reward_model(compose_config("demo_math", [*overrides, "huggingface.push_only=true"]))
+    assert "\n" not in str(err.value) and "local result is complete" in str(err.value)
+    pushed = []
+
+    class RecordingApi:  # the Hub is the true external boundary: record what would be uploaded
+        def create_repo(self, repo_id, private, exist_ok):
+            pushed.append(("create", repo_id, private))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            pushed.append(("upload", repo_id, folder_path))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    assert train_reward_model(compose_config("demo_math", [*overrides, "huggingface.push_only=true"])) == summary
+    assert pushed == [("create", "demo_math", True), ("upload", "demo_math", str(out))]
+
+
 # --- data and the scoring protocol ---------------------------------------------------------------------------
 
 
@@ -242,7 +319,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(case, tiny_models, pairs_dir
         model, message = str(tiny_models["lm"]), "model.init=causal_lm_new_head"
     elif case == "missing_columns":
         data = tmp_path / "bad-data"
-        Dataset.from_list([{"problem": "p", "chosen": "a", "rejected": "b"}]).save_to_disk(str(data))
+        Dataset.from_list([{"problem": "p", "answer": "a", "rejected": "b"}]).save_to_disk(str(data))
         message = "missing column"
     elif case == "short_data":
         extra, message = ["dataset.max_examples=1000", "dataset.refuse_short_data=true"], "only 48 pairs"
@@ -287,3 +364,31 @@ def test_training_under_accelerate_with_two_cpu_processes(tiny_models, pairs_dir
     assert (out / "adapter_model.safetensors").exists() and (out / "log_history.json").exists()
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["steps"] == 2 and summary["num_processes"] == 2
+
+
+def test_trl_conversational_preference_data_trains_directly(tiny_models, tmp_path):
+    rows = [{"chosen": [{"role": "system", "content": "Be exact."}, {"role": "user", "content": r["problem"]},
+                        {"role": "assistant", "content": r["accepted"]}],
+             "rejected": [{"role": "system", "content": "Be exact."}, {"role": "user", "content": r["problem"]},
+                          {"role": "assistant", "content": r["rejected"]}]} for r in synthetic_pairs(8)]
+    data = tmp_path / "trl.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "trl_run"
+    summary = train_reward_model(compose_config("demo_math", tiny_run(tiny_models["rm"], data, out, "train.max_steps=1")))
+    assert summary["pairs"]["kept"] == 8 and (out / "adapter_model.safetensors").exists()
+
+
+def test_a_negative_learning_rate_is_one_line_and_leaves_nothing(tiny_models, pairs_dir, tmp_path):
+    out = tmp_path / "neg"
+    with pytest.raises(UserError, match=r"train\.learning_rate: must be positive, got -1\.0"):
+        train_reward_model(compose_config("demo_math", tiny_run(tiny_models["rm"], pairs_dir, out,
+                                                                "train.learning_rate=-1")))
+    assert list(tmp_path.iterdir()) == []  # no output_dir, no checkpoints dir
+
+
+def test_a_training_that_stopped_learning_warns(tiny_models, pairs_dir, tmp_path):
+    out = tmp_path / "blown"
+    summary = train_reward_model(compose_config("demo_math", tiny_run(
+        tiny_models["rm"], pairs_dir, out, "train.learning_rate=1e6", "train.max_steps=4", "train.logging_steps=1")))
+    assert len(summary["warnings"]) == 1 and "loss sat at ln 2" in summary["warnings"][0]
+    assert json.loads((out / "training_summary.json").read_text())["warnings"] == summary["warnings"]

@@ -26,7 +26,10 @@ from reward_transfer.generation.problems import (
     stable_hash,
 )
 from reward_transfer.generation.schema import RESUMABLE_KEYS, GeneratePreferenceDataConfig
-from reward_transfer.generation.store import OutputStore, flatten
+from reward_transfer.generation.store import OutputStore
+from reward_transfer.hub import push_dataset
+from reward_transfer.rerun import result_settings
+from reward_transfer.storage import ensure_writable
 
 PAIR_FEATURES = Features({
     "problem": Value("string"), "accepted": Value("string"), "rejected": Value("string"),
@@ -47,6 +50,7 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
     """Run the generation stage for the composed config `cfg`; returns the output directory."""
     settings = to_settings(cfg)
     started = time.perf_counter()
+    ensure_writable(settings.output_dir, "output_dir")
     problems, skipped = load_problems(settings)
     replay = None
     if settings.generation.backend == "replay":
@@ -60,6 +64,9 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
     if state == "complete":
         print(f"generate_preference_data: {store.path} is already complete; nothing to do")
         print(format_summary(store.read_manifest()["summary"]))
+        if settings.huggingface.push_to_hub:  # a push that failed after the run is retried by running it again
+            push_dataset(DatasetDict.load_from_disk(str(store.path)), settings.huggingface.repo_id,
+                         settings.huggingface.private, retry="rerun the same command")
         return store.path
 
     done = store.committed_problem_ids()
@@ -75,7 +82,8 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
                        time.perf_counter() - started)
     store.publish(pairs, candidates, summary)
     if settings.huggingface.push_to_hub:
-        _push_to_hub(pairs, settings.huggingface)
+        push_dataset(pairs, settings.huggingface.repo_id, settings.huggingface.private,
+                     retry="rerun the same command (the complete output is kept; only the push is redone)")
     if tracker is not None:
         tracker.summary.update(summary)
         tracker.finish()
@@ -130,6 +138,8 @@ def _validate(settings: GeneratePreferenceDataConfig) -> None:
         (data.eval_fraction is None or 0 <= data.eval_fraction < 1, "dataset.eval_fraction: must be in [0, 1)"),
         (data.eval_size is None or data.eval_size >= 0, "dataset.eval_size: must be 0 or more"),
         (data.eval_pairs is None or data.eval_pairs >= 1, "dataset.eval_pairs: must be at least 1 (or null)"),
+        (data.max_examples is None or data.max_examples >= 1,
+         f"dataset.max_examples: must be positive or null, got {data.max_examples}"),
         (settings.preference.max_number_of_preferences_per_problem is None
          or settings.preference.max_number_of_preferences_per_problem >= 1,
          "preference.max_number_of_preferences_per_problem: must be at least 1 (or null for no cap)"),
@@ -161,8 +171,7 @@ def _drop_missing_replays(problems: list[Problem], replay: ReplayBackend, gen, s
 
 def _result_config(settings: GeneratePreferenceDataConfig) -> dict:
     """The settings that decide the output (not speed or destination): what a resumed run must match."""
-    flat = flatten(asdict(settings))
-    return {k: v for k, v in flat.items() if not any(k == r or k.startswith(f"{r}.") for r in RESUMABLE_KEYS)}
+    return result_settings(asdict(settings), RESUMABLE_KEYS)
 
 
 def _input_fingerprint(problems: list[Problem], settings: GeneratePreferenceDataConfig) -> str:
@@ -232,7 +241,22 @@ def _summary(settings, problems, skipped, candidates: Dataset, pairs: DatasetDic
         "generated_this_run": generated,
         "candidates_per_s": generated / generation_time if generation_time > 0 else 0.0,
         "seconds": round(total_time, 2),
+        "warnings": _warnings(candidates, pairs),
     }
+
+
+def _warnings(candidates: Dataset, pairs: DatasetDict) -> list[str]:
+    """What makes the output useless for training or evaluation, said loudly instead of exiting quietly."""
+    warnings = []
+    correct = sum(candidates["correct"])
+    if len(candidates) and correct in (0, len(candidates)):
+        warnings.append(f"{'no' if correct == 0 else 'every'} candidate is correct ({correct} of {len(candidates)}): "
+                        "a pair needs a correct and an incorrect answer to the same problem; check the model, "
+                        "the prompt template and the answer extraction")
+    for split in ("train", "eval"):
+        if len(pairs[split]) == 0:
+            warnings.append(f"the {split} split has 0 pairs")
+    return warnings
 
 
 def format_summary(summary: dict) -> str:
@@ -247,6 +271,7 @@ def format_summary(summary: dict) -> str:
         f"{summary['pairs_per_problem']:.2f} per problem; problems without a pair: {summary['problems_without_pairs']}",
         f"  time        {summary['seconds']:.1f} s; {summary['generated_this_run']} candidates generated this run "
         f"({summary['candidates_per_s']:.1f}/s)",
+        *(f"  WARNING     {warning}" for warning in summary.get("warnings", [])),
     ])
 
 
@@ -259,11 +284,3 @@ def _start_wandb(settings: GeneratePreferenceDataConfig):
                       config=asdict(settings), job_type="generate_preference_data")
 
 
-def _push_to_hub(pairs: DatasetDict, hub) -> None:
-    try:
-        pairs.push_to_hub(hub.repo_id, private=hub.private)
-    except Exception as err:  # the Hub client raises many types (offline, auth, HTTP)
-        raise UserError(
-            f"huggingface.push_to_hub: could not push to {hub.repo_id} ({err.__class__.__name__}: {err}); the local "
-            "output is complete; check HF_TOKEN and network, or set huggingface.push_to_hub=false"
-        ) from err

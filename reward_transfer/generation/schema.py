@@ -107,11 +107,6 @@ RESUMABLE_KEYS = (
     "generation.api_key_env",
     "generation.base_url",
     "verifier.workers",
-    "logging",
-    "huggingface",
-    "output_dir",
-    "overwrite",
-    "progress",
-)
+)  # plus rerun.COMMON_RESUMABLE_KEYS (output_dir, overwrite, logging, huggingface, progress)
 
 register_schema("generate_preference_data", GeneratePreferenceDataConfig)

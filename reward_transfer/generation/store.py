@@ -10,32 +10,13 @@ from datasets import Dataset, DatasetDict
 
 from reward_transfer.errors import UserError
 from reward_transfer.generation.problems import quiet_datasets
+from reward_transfer.rerun import describe_differences
 from reward_transfer.storage import atomic_write_json, atomic_write_text, replace_dir, save_dataset_atomically
 
 MANIFEST = "generation_manifest.json"
 CONFIG_COPY = "generation_config.yaml"
 # Everything this stage writes into output_dir; `overwrite=true` removes exactly these.
 OWNED = ("dataset_dict.json", "train", "eval", "candidates", ".work", MANIFEST, CONFIG_COPY)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """{"a": {"b": 1}} → {"a.b": 1}, so two configs can be compared key by key."""
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def describe_differences(old: dict, new: dict) -> str:
-    """`key: old → new` for every key whose value differs."""
-    old_flat, new_flat = flatten(old), flatten(new)
-    keys = sorted(set(old_flat) | set(new_flat))
-    return "; ".join(f"{k}: {old_flat.get(k)!r} → {new_flat.get(k)!r}" for k in keys
-                     if old_flat.get(k) != new_flat.get(k))
 
 
 class OutputStore:
@@ -65,8 +46,9 @@ class OutputStore:
         differences = describe_differences(manifest["config"], config)
         if differences:
             raise UserError(
-                f"output_dir {self.path} was generated with a different config ({differences}); use the same "
-                "settings to resume, overwrite=true to start over, or another output_dir"
+                f"generate_preference_data: output_dir {self.path} holds a run made with other settings "
+                f"({differences}); rerun with the same settings, set overwrite=true to replace it, or choose "
+                "another output_dir"
             )
         if manifest["input_fingerprint"] != input_fingerprint:
             raise UserError(
