@@ -30,7 +30,8 @@ RUN_IN_PLACE = ("hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_loggin
 SCHEMAS = {"generate_preference_data": "reward_transfer.generation.schema",
            "train_reward_model": "reward_transfer.training_schema", "eval": "reward_transfer.evaluation",
            "active_data_selection": "reward_transfer.active_learning",
-           "active_learning_loop": "reward_transfer.active_learning_loop", "reproduce": "reward_transfer.reproduction"}
+           "active_learning_loop": "reward_transfer.active_learning_loop", "reproduce": "reward_transfer.reproduction",
+           "train_sft_model": "reward_transfer.sft_schema"}
 CONFIG_NAME_FLAGS = ("--config-name", "-cn")
 HELP_FLAGS = ("--help", "-h")
 

@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from reward_transfer.config import DatasetSpec, LoggingConfig, ScoringModelConfig, register_schema
 from reward_transfer.data import PAIR_COLUMNS, load_datasets, load_table, require_columns
+from reward_transfer.domains import get_domain
+from reward_transfer.domains import known as known_domains
 from reward_transfer.errors import UserError
 from reward_transfer.rerun import is_complete, result_settings, to_plain, write_settings
 from reward_transfer.scoring import (
@@ -66,17 +68,13 @@ register_schema("eval", EvalConfig)
 RESUMABLE_KEYS = ("dataset.batch_size", "model.device", "save_scores")
 
 
-def _level(domain: str | None, score: float) -> str:
-    if domain == "math":
-        return "correct" if score >= 1.0 else "incorrect"
-    return "pass" if score >= 1.0 else "fail" if score <= 0.0 else "partial"
-
-
 def pair_kind(domain: str | None, accepted_score: float | None, rejected_score: float | None) -> str | None:
-    """Kind of a pair from its labels: math `correct_vs_incorrect`; code `pass_vs_fail`, `partial_vs_partial`..."""
-    if accepted_score is None or rejected_score is None:
+    """Kind of a pair from its labels, in its domain's words: math `correct_vs_incorrect`; code `pass_vs_fail`,
+    `partial_vs_partial`, ... (None: unlabelled, or a domain this project has no verifier for)."""
+    if accepted_score is None or rejected_score is None or domain not in known_domains():
         return None
-    return f"{_level(domain, accepted_score)}_vs_{_level(domain, rejected_score)}"
+    level = get_domain(domain).level
+    return f"{level(accepted_score)}_vs_{level(rejected_score)}"
 
 
 def bootstrap_ci(outcomes: Sequence[bool], samples: int, seed: int) -> list[float]:

@@ -53,7 +53,7 @@ def _stored_dtype(base_model: str) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
-def _copy_remote_code(base_model: str, target: Path) -> None:
+def copy_remote_code(base_model: str, target: Path) -> None:
     """Remote-code modules the base needs (save_pretrained copies the model's own module, not always every file)."""
     source = Path(base_model).expanduser()
     if not source.is_dir():
@@ -90,7 +90,7 @@ def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Pat
         model.to(save_dtype).save_pretrained(staging)
         write_legacy_rope_scaling(staging)
         tokenizer.save_pretrained(staging)
-        _copy_remote_code(base, staging)
+        copy_remote_code(base, staging)
         write_settings(staging, settings)
         atomic_write_json(staging / REWARD_MODEL_INFO, {
             "init": "reward_model",

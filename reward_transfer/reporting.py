@@ -156,7 +156,7 @@ def load_paper_results(path: Path = PAPER_RESULTS) -> dict:
 
 # ------------------------------------------------------------------------------------------- the numbers
 def _domains(results: RunResults) -> list[str]:
-    return list(results.grid.get("domains", layout.DOMAINS))
+    return list(results.grid.get("domains", layout.PAPER_DOMAINS))
 
 
 def _cells(results: RunResults) -> list[layout.Cell]:
@@ -442,6 +442,68 @@ def build_table2(results: RunResults, paper: dict | None = None) -> Table:
     if mapping:
         note += f" Paper columns paired by position: {mapping}."
     return Table("Table 2: active learning vs random selection", header, rows, note)
+
+
+def transfer_name(results: RunResults, source: str, target: str, size: int) -> str | None:
+    """The result of the ground-truth RM of `source` on `target` after `size` pairs of `target` (the diagonal:
+    `target`'s own ground truth)."""
+    if source == target:
+        return results.find(target, "truth")
+    return results.find(target, "from", size=size, source=source)
+
+
+def build_transfer_matrix(results: RunResults) -> Table:
+    """Every source RM on every target domain, at 0k and after the largest fine-tuning size, and the asymmetry."""
+    domains = _domains(results)
+    largest = max(table1_sizes(results))
+    columns = [0] + ([largest] if largest else [])
+    header = ["source RM", *(f"on {d}, {layout.size_label(s)}" for d in domains for s in columns)]
+    rows = [[TableCell(f"R_{source}")] + [TableCell(_fmt_result(results, transfer_name(results, source, target, s)))
+                                          for target in domains for s in columns] for source in domains]
+    for i, first in enumerate(domains):
+        for second in domains[i + 1:]:
+            row = [TableCell(f"asymmetry {first}→{second} − {second}→{first}")]
+            for target in domains:
+                for size in columns:
+                    if target != second:
+                        row.append(TableCell(""))
+                        continue
+                    there = results.acc(transfer_name(results, first, second, size))
+                    back = results.acc(transfer_name(results, second, first, size))
+                    row.append(TableCell(MISSING if there is None or back is None else
+                                         f"{'+' if there >= back else '−'}{abs(there - back):.4f}"))
+            rows.append(row)
+    note = ("The ground-truth RM of each source domain evaluated on each target domain, untouched (0k) and after "
+            "fine-tuning on the target's largest subset; the diagonal is each domain's own R_truth. Asymmetry: "
+            "accuracy of first→second (under 'on second') minus second→first at the same size: transfer is "
+            "symmetric when it is near 0. See transfer_matrix.png.")
+    return Table("Transfer matrix: source RM × target domain", header, rows, note)
+
+
+def plot_transfer_matrix(results: RunResults, out: Path) -> Path | None:
+    """Heat maps of the transfer matrix (rows: source RM, columns: target domain) at 0k and the largest size."""
+    import numpy as np
+
+    domains = _domains(results)
+    largest = max(table1_sizes(results))
+    sizes = [0] + ([largest] if largest else [])
+    grids = {s: np.array([[results.acc(transfer_name(results, a, b, s)) or np.nan for b in domains]
+                          for a in domains], dtype=float) for s in sizes}
+    if all(np.isnan(g).all() for g in grids.values()):
+        return None
+    fig, axes, plt = _figure(len(sizes), f"Transfer matrix: judgment accuracy{_label_suffix(results)}")
+    for ax, size in zip(axes, sizes, strict=True):
+        image = ax.imshow(grids[size], vmin=0.0, vmax=1.0, cmap="viridis")
+        for (i, j), value in np.ndenumerate(grids[size]):
+            ax.text(j, i, MISSING if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                    color="white" if not np.isnan(value) and value < 0.6 else "black")
+        ax.set_xticks(range(len(domains)), domains)
+        ax.set_yticks(range(len(domains)), [f"R_{d}" for d in domains])
+        ax.set_xlabel("target domain (evaluated on)")
+        ax.set_ylabel("source ground-truth RM")
+        ax.set_title("untouched (0k)" if size == 0 else f"after {layout.size_label(size)} target pairs")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, plt, out)
 
 
 def mcnemar_p(first: list[bool], second: list[bool]) -> float:
@@ -833,6 +895,7 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
         build_table1(results, paper_results),
         build_table2(results, paper_results),
         build_paired_tests(results),
+        build_transfer_matrix(results),
         build_best_of_n_table(results),
     ]
     if results.unplaced:
@@ -851,6 +914,7 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
                          f"Figure 3: training loss, cross-domain fine-tuning and the ground-truth RM{suffix}"),
         plot_accuracy_vs_size(results, out / "accuracy_vs_size.png", paper_results),
         plot_active_learning(results, out / "active_learning.png", paper_results),
+        plot_transfer_matrix(results, out / "transfer_matrix.png"),
     ]
     summary = {
         "accuracy": {name: {key: results.accuracy[name].get(key) for key in ("accuracy", "num_pairs", "ci95")}

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from reward_transfer import run_layout as layout
 from reward_transfer.cli import SCHEMAS
 from reward_transfer.config import register_schema
+from reward_transfer.domains import get_domain
 from reward_transfer.errors import UserError
 from reward_transfer.storage import atomic_write_json, atomic_write_text
 
@@ -43,11 +44,15 @@ CONFIGS = REPO_ROOT / "configs"
 # Hydra scripts: script name → (module, stage function). The module registers the config schema on import.
 STAGES = {
     "generate_preference_data": ("reward_transfer.generation", "generate_preference_data"),
+    "train_sft_model": ("reward_transfer.sft", "train_sft_model"),
     "train_reward_model": ("reward_transfer.training", "train_reward_model"),
     "eval": ("reward_transfer.evaluation", "evaluate"),
     "active_data_selection": ("reward_transfer.active_learning", "select_pairs"),
 }
-LAUNCHED = {"train_reward_model", "eval", "active_data_selection"}  # the seed runs these under accelerate
+LAUNCHED = {"train_sft_model", "train_reward_model", "eval", "active_data_selection"}
+# A step kind's script (by the kind's first word: train_truth → train).
+CONFIG_SCRIPT = {"generate": "generate_preference_data", "train": "train_reward_model", "eval": "eval",
+                 "best": "eval", "select": "active_data_selection", "sft": "train_sft_model"}  # the seed runs these under accelerate
 LOG_TAIL_LINES = 25
 
 
@@ -56,6 +61,12 @@ LOG_TAIL_LINES = 25
 class ModelsProfile:
     sft: dict[str, str] = field(default_factory=dict)  # domain → SFT model of the ground-truth RM
     general: str = "???"  # the general-purpose RM
+
+
+@dataclass
+class SftProfile:
+    train: bool = False  # true: SFT each domain's model here (train_sft_model.py) instead of models.sft's
+    base: dict[str, str] = field(default_factory=dict)  # domain → the causal LM that SFT starts from
 
 
 @dataclass
@@ -78,7 +89,7 @@ class ActiveLearningProfile:
 @dataclass
 class ProfileConfig:
     name: str = "???"
-    domains: list[str] = field(default_factory=lambda: list(layout.DOMAINS))
+    domains: list[str] = field(default_factory=lambda: list(layout.PAPER_DOMAINS))
     in_process: bool = True
     launcher: str = ""  # e.g. "accelerate launch --config_file=deepspeed/1_1GPU.yaml"
     python: str = "python"
@@ -86,6 +97,7 @@ class ProfileConfig:
     offline: bool = False  # force the Hugging Face libraries offline
     cpu_threads: int | None = None  # torch/OpenMP threads (null: torch's default, one per core)
     models: ModelsProfile = field(default_factory=ModelsProfile)
+    sft: SftProfile = field(default_factory=SftProfile)
     sizes: SizesProfile = field(default_factory=SizesProfile)
     active_learning: ActiveLearningProfile = field(default_factory=ActiveLearningProfile)
     # Domain → an existing pair dataset (Hub name or directory with train/eval splits, e.g. the published
@@ -188,10 +200,22 @@ class GridBuilder:
 
     # -- helpers
     def _config(self, kind: str, **fields: str) -> str:
+        """The named config of a step: `config_names.<kind>` (`<kind>_initial` in round 1), else — when that file
+        does not exist, e.g. a cross-domain run with a new domain — `config_names.<kind>_default`."""
         names = self.profile.config_names
         template = names.get(f"{kind}_initial") if fields.get("initial") and f"{kind}_initial" in names else names.get(kind)
         if template is None:
             raise UserError(f"profile {self.profile.name}: config_names.{kind} is not set")
+        name = self._format(kind, template, fields)
+        script = CONFIG_SCRIPT[kind.split("_")[0]]
+        if not (CONFIGS / script / f"{name}.yaml").is_file() and f"{kind}_default" in names:
+            name = self._format(f"{kind}_default", names[f"{kind}_default"], fields)
+        if not (CONFIGS / script / f"{name}.yaml").is_file():
+            raise UserError(f"profile {self.profile.name}: no config {name} in configs/{script}/ for a {kind} step "
+                            f"(config_names.{kind}: '{template}'; add the file or config_names.{kind}_default)")
+        return name
+
+    def _format(self, kind: str, template: str, fields: dict[str, str]) -> str:
         known = {"domain": "", "name": "", "source": "", "initial": "", "eval_config": "", **fields}
         try:
             return template.format(**known)
@@ -234,6 +258,25 @@ class GridBuilder:
                        outputs=[str(out / "dataset_dict.json"), str(out / "candidates")],
                        needs=self._setup_needs()))
 
+    def sft(self, domain: str) -> Step:
+        """SFT of the domain's base model on reference solutions of problems its pair data does not hold."""
+        out = layout.model_dir(self.run, layout.sft_name(domain))
+        overrides = [f"name={layout.sft_name(domain)}", f"model.model_name_or_path={self.profile.sft.base[domain]}",
+                     f"dataset.exclude=[{self._data(domain)}]", f"output_dir={out}", "train.resume=true",
+                     "overwrite=false", *self._extra("sft")]
+        return self._add(Step(f"sft/{domain}", "sft", "train_sft_model", self._config("sft", domain=domain),
+                              overrides, outputs=[str(out / "config.json"), str(out / "sft_problems.json")],
+                              needs=[*self._data_needs(domain), *self._setup_needs()]))
+
+    def sft_model(self, domain: str) -> str:
+        """The causal LM the domain's ground-truth RM starts from: SFT'd here, or the profile's."""
+        if self.profile.sft.train:
+            return str(layout.model_dir(self.run, layout.sft_name(domain)))
+        return self.profile.models.sft[domain]
+
+    def _sft_needs(self, domain: str) -> list[str]:
+        return [f"sft/{domain}"] if self.profile.sft.train else []
+
     def _setup_needs(self) -> list[str]:
         return ["setup/tiny_models"] if self.profile.tiny_models else []
 
@@ -245,6 +288,7 @@ class GridBuilder:
             f"name={name}", f"model.model_name_or_path={start}", _dataset_override(data, "train"),
             f"dataset.max_examples={_null(size)}", f"output_dir={self._model_path(name)}",
             "train.resume=true",  # re-running the grid continues an interrupted training from its checkpoint
+            "overwrite=false",  # the grid decides what is replaced (the AL configs' own overwrite=true would not)
             *self._extra(kind),
         ]
         out = layout.model_dir(self.run, name)
@@ -318,6 +362,13 @@ class GridBuilder:
         general = profile.models.general
         if profile.tiny_models:
             self.tiny_models()
+        for domain in domains:
+            get_domain(domain, "profile.domains")
+        source, key = (profile.sft.base, "sft.base") if profile.sft.train else (profile.models.sft, "models.sft")
+        missing_sft = [d for d in domains if d not in source]
+        if missing_sft:
+            raise UserError(f"profile.{key}: no model for {', '.join(missing_sft)} (set "
+                            f"profile.{key}.{missing_sft[0]}=<model>)")
         unknown = set(profile.pair_data) - set(domains)
         if unknown:
             raise UserError(f"profile.pair_data: {', '.join(sorted(unknown))} not in profile.domains "
@@ -326,16 +377,20 @@ class GridBuilder:
             if domain not in profile.pair_data:
                 self.generate(domain)
         for domain in domains:
-            self.train("train_truth", "truth", layout.truth_name(domain), domain, profile.models.sft[domain],
-                       sizes.full, self._data_needs(domain))
+            if profile.sft.train:
+                self.sft(domain)
         for domain in domains:
-            self.merge("truth", layout.truth_name(domain), profile.models.sft[domain], [])
+            self.train("train_truth", "truth", layout.truth_name(domain), domain, self.sft_model(domain),
+                       sizes.full, [*self._data_needs(domain), *self._sft_needs(domain)])
+        for domain in domains:
+            self.merge("truth", layout.truth_name(domain), self.sft_model(domain), self._sft_needs(domain))
         random_sizes = [k * al.pairs_per_round for k in range(1, al.rounds + 1)] if al.random_subsets else []
         for domain in domains:
             for size in sorted(set(subsets) | set(random_sizes)):
                 self.train("train_gen", "finetune", layout.general_name(domain, size), domain, general, size,
                            self._data_needs(domain))
-        crosses = [(d, layout.OTHER_DOMAIN[d]) for d in domains if layout.OTHER_DOMAIN[d] in domains]
+        # Every ordered pair of domains: the ground-truth RM of `source` fine-tuned on `domain`'s pairs.
+        crosses = [(domain, source) for domain in domains for source in domains if source != domain]
         for domain, source in crosses:
             for size in subsets:
                 start = self._merged_path(layout.truth_name(source))
@@ -436,7 +491,9 @@ def grid_summary(profile: ProfileConfig, cells: dict[str, dict[str, Any]]) -> di
     return {
         "profile": profile.name,
         "pipeline_check": bool(profile.tiny_models),  # tiny offline models: a test of the pipeline, not a result
-        "models": {"general": profile.models.general, "sft": dict(profile.models.sft)},
+        "models": {"general": profile.models.general,
+                   "sft": {d: (f"trained here from {profile.sft.base.get(d)} (train_sft_model.py)" if profile.sft.train
+                               else profile.models.sft.get(d)) for d in profile.domains}},
         "domains": list(profile.domains),
         "sizes": subsets,
         "full_size": {d: full for d in profile.domains},

@@ -23,8 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-DOMAINS = ("math", "code")
-OTHER_DOMAIN = {"math": "code", "code": "math"}
+PAPER_DOMAINS = ("math", "code")  # the paper's two domains (registered domains: reward_transfer/domains/)
 BEST_OF_N_SUFFIX = "_best_of_n"
 
 _SIZE = r"\d+(?:\.\d+)?k?"
@@ -46,6 +45,10 @@ def size_label(size: int) -> str:
 def parse_size(label: str) -> int:
     """Inverse of `size_label`."""
     return round(float(label[:-1]) * 1000) if label.endswith("k") else int(label)
+
+
+def sft_name(domain: str) -> str:
+    return f"sft_{domain}"
 
 
 def truth_name(domain: str) -> str:

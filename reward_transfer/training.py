@@ -125,7 +125,7 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
     return next((path for path in found if path.is_dir() and _checkpoint_complete(path)), None)
 
 
-def _prepare_checkpoints(cfg: DictConfig, checkpoints: Path, settings: dict) -> Path | None:
+def _prepare_checkpoints(cfg: DictConfig, checkpoints: Path, settings: dict, stage: str) -> Path | None:
     """The checkpoint to resume from (None: start afresh), by the rerun rule: an interrupted run continues only
     under `train.resume=true` and with the same settings; `overwrite=true` starts over. Main process only."""
     interrupted = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
@@ -139,14 +139,29 @@ def _prepare_checkpoints(cfg: DictConfig, checkpoints: Path, settings: dict) -> 
                         "or overwrite=true to start over")
     recorded = recorded_settings(checkpoints)
     if recorded is not None:
-        refuse_other_settings("train_reward_model", checkpoints, recorded, settings, what="the interrupted run in")
+        refuse_other_settings(stage, checkpoints, recorded, settings, what="the interrupted run in")
     resume = last_complete_checkpoint(checkpoints)
     for partial in checkpoints.glob("checkpoint-*"):
         if resume is None or int(partial.name.split("-")[-1]) > int(resume.name.split("-")[-1]):
             log.warning("%s was cut short while being written (no trainer_state.json): removed", partial)
             shutil.rmtree(partial)
     if resume is None:
-        print(f"train_reward_model: no complete checkpoint in {checkpoints}: starting from the beginning", flush=True)
+        print(f"{stage}: no complete checkpoint in {checkpoints}: starting from the beginning", flush=True)
+    return resume
+
+
+def checkpoint_to_resume(cfg: DictConfig, checkpoints: Path, settings: dict, stage: str) -> Path | None:
+    """Every process of a launch: the checkpoint to resume from (None: afresh), decided and recorded by the main
+    process (the process group must exist: create the training arguments first)."""
+    state = PartialState()
+    resume = _prepare_checkpoints(cfg, checkpoints, settings, stage) if state.is_main_process else None
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        resume = last_complete_checkpoint(checkpoints) if cfg.train.resume else None
+    if state.is_main_process:
+        write_settings(checkpoints, settings)
+        if resume is not None:
+            print(f"{stage}: resuming from step {resume.name.split('-')[-1]} ({resume})", flush=True)
     return resume
 
 
@@ -448,29 +463,23 @@ def train_reward_model(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.output_dir)
     ensure_writable(output_dir, "output_dir", parent=True)  # checkpoints live beside output_dir
     settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
-    state = PartialState()
     if cfg.huggingface.push_only:
         if not _is_finished(output_dir):
             raise UserError(f"huggingface.push_only=true: {output_dir} holds no finished run to push")
-        if state.is_main_process:
+        if PartialState().is_main_process:
             _push(cfg, output_dir)
         return _finished_summary(output_dir)
     if is_complete("train_reward_model", output_dir, settings, cfg.overwrite, _is_finished(output_dir)):
         return _finished_summary(output_dir)
     checkpoints = checkpoint_dir(output_dir)
-    resume = _prepare_checkpoints(cfg, checkpoints, settings) if state.is_main_process else None
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        resume = last_complete_checkpoint(checkpoints) if cfg.train.resume else None
-    if state.is_main_process:
-        write_settings(checkpoints, settings)
-        if resume is not None:
-            print(f"train_reward_model: resuming from step {resume.name.split('-')[-1]} ({resume})", flush=True)
+    # The training arguments set up the process group (and ZeRO-3's partitioned loading): before that, every
+    # process of a launch would take itself for the main one.
+    args = _training_arguments(cfg, checkpoints)
+    rows = _load_rows(cfg)  # a bad dataset fails in seconds, before anything is written
+    state = PartialState()
 
     if cfg.logging.wandb:
         os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)  # read by the Trainer's W&B callback
-    rows = _load_rows(cfg)
-    args = _training_arguments(cfg, checkpoints)  # before loading: under ZeRO-3 it sets up partitioned loading
     set_seed(cfg.seed)  # the new head of causal_lm_new_head is drawn here
     dtype = cfg.model.dtype or ("bfloat16" if args.bf16 else "float32")
     model, tokenizer = load_reward_model(
@@ -478,6 +487,8 @@ def train_reward_model(cfg: DictConfig) -> dict:
         tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code,
         merge=True,  # an adapter given as the starting model is folded in; a new adapter is trained on top
     )
+    # Only now, with data and model known good, is anything written (a bad input leaves no checkpoints dir).
+    resume = checkpoint_to_resume(cfg, checkpoints, settings, "train_reward_model")
     head = reward_head_name(model)
     with state.main_process_first():
         pairs, stats = _encode_rows(cfg, rows, tokenizer, reward_token_id(model), checkpoints)

@@ -57,8 +57,8 @@ def test_paper_configs_compose_with_the_papers_settings():
     assert [d.name_or_path for d in code_cfg.dataset.datasets] == ["hf://datasets/codeparrot/apps/train.jsonl",
                                                                    "hf://datasets/codeparrot/apps/test.jsonl"]
     assert math_cfg.dataset.eval_pairs == code_cfg.dataset.eval_pairs == 9000  # the paper's ~9k eval pairs
-    assert to_settings(math_cfg).dataset.problem_column == "problem"  # validates every key and value
-    assert to_settings(code_cfg).dataset.tests_column == "input_output"
+    assert to_settings(math_cfg).dataset.columns == {"problem": "problem", "solution": "solution"}  # validates all
+    assert to_settings(code_cfg).dataset.columns["tests"] == "input_output"
 
 
 def test_demo_math_writes_pairs_and_candidates(tmp_path):

@@ -50,7 +50,7 @@ def test_dataset_path_that_does_not_exist(tmp_path):
 
 
 def test_missing_column_names_it_and_lists_the_columns(tmp_path):
-    result = run(f"output_dir={tmp_path / 'out'}", "dataset.problem_column=question")
+    result = run(f"output_dir={tmp_path / 'out'}", "dataset.columns.problem=question")
     assert_one_line_error(result, "missing column(s) question", "columns are: source, problem, solution")
     assert not (tmp_path / "out").exists()
 

@@ -6,9 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from reward_transfer.domains.code import parse_tests
 from reward_transfer.errors import UserError
 from reward_transfer.generation.pairs import balanced_sample, pair_id, problem_pairs, valid_pairs
-from reward_transfer.generation.problems import assign_splits, eval_problem_count, parse_tests
+from reward_transfer.generation.problems import assign_splits, eval_problem_count
 
 
 def test_math_pairs_are_correct_versus_incorrect_only():

@@ -101,6 +101,15 @@ def test_best_of_n_table_and_latex(run: Path) -> None:
     assert "**" not in tex and "_" not in tex.replace(r"\_", "").replace("$R_", "").replace("$S_", "")
 
 
+def test_transfer_matrix_with_diagonal_and_asymmetry(run: Path) -> None:
+    md = write_report(run).tables_md.read_text()
+    assert "| source RM | on math, 0k | on math, 60 | on code, 0k | on code, 60 |" in md
+    assert _row(md, "R_math")[1:] == ["0.8000 (0.79–0.81)", "0.8000 (0.79–0.81)", "0.4000 (0.39–0.41)",
+                                      "0.6500 (0.64–0.66)"]
+    assert _row(md, "R_code")[1:3] == ["—", "—"]  # the code RM was never run on math
+    assert _row(md, "asymmetry math→code − code→math")[3:] == ["—", "—"]
+
+
 def test_grid_metadata_places_results_whatever_their_names_and_lists_the_rest(tmp_path: Path) -> None:
     """A run written by reproduce.py says what each result is; names are not parsed, so any strategy works."""
     run = tmp_path / "run"
@@ -153,7 +162,8 @@ def test_mcnemar_counts_only_discordant_pairs() -> None:
 def test_figures_are_pngs(run: Path) -> None:
     figures = write_report(run).figures
     assert {f.name for f in figures} == {
-        "figure2_loss.png", "figure3_loss_cross.png", "accuracy_vs_size.png", "active_learning.png"}
+        "figure2_loss.png", "figure3_loss_cross.png", "accuracy_vs_size.png", "active_learning.png",
+        "transfer_matrix.png"}
     for figure in figures:
         assert figure.read_bytes()[:8] == PNG_MAGIC
 

@@ -38,7 +38,8 @@ def _statuses(results) -> dict[str, str]:
 
 def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "reproduce.py", "profile=paper", "dry_run=true", f"output_dir={tmp_path}"],
+        [sys.executable, "reproduce.py", "profile=paper", "dry_run=true", f"output_dir={tmp_path}",
+         "profile.domains=[math,code,mcq]", "profile.sft.train=true"],
         cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
@@ -47,7 +48,8 @@ def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
     commands = [line for line in script.splitlines() if line and not line.startswith(("#", "set "))]
     config_names = {line.split("--config-name=")[1].split()[0] for line in commands if "--config-name=" in line}
     # Every paper config of training, evaluation, generation and selection is used (the demo ones are not).
-    for script_name in ("train_reward_model", "eval", "generate_preference_data", "active_data_selection"):
+    for script_name in ("train_sft_model", "train_reward_model", "eval", "generate_preference_data",
+                        "active_data_selection"):
         paper = {p.stem for p in (REPO / "configs" / script_name).glob("*.yaml")
                  if p.stem != "base" and not p.stem.startswith("demo")}
         assert paper <= config_names, f"{script_name}: missing {paper - config_names}"

@@ -332,7 +332,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(case, tiny_models, pairs_dir
     out = tmp_path / "out"
     with pytest.raises(UserError, match=message):
         train_reward_model(compose_config("demo_math", tiny_run(model, data, out, *extra)))
-    assert not out.exists()
+    assert not out.exists() and not checkpoint_dir(out).exists()
 
 
 def test_the_script_reports_bad_input_in_one_line_with_exit_code_1(tmp_path):

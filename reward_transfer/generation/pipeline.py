@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
+from reward_transfer.domains import get_domain
+from reward_transfer.domains import known as known_domains
 from reward_transfer.errors import UserError
 from reward_transfer.generation.backends import BACKENDS, ReplayBackend, make_backend
 from reward_transfer.generation.labels import label_candidates
@@ -37,13 +39,9 @@ PAIR_FEATURES = Features({
     "accepted_score": Value("float64"), "rejected_score": Value("float64"),
     "accepted_index": Value("int64"), "rejected_index": Value("int64"),
 })
-CANDIDATE_FEATURES = {
-    "common": {"problem_id": Value("string"), "problem": Value("string"), "split": Value("string"),
-               "domain": Value("string"), "candidate_index": Value("int64"), "response": Value("string"),
-               "score": Value("float64"), "correct": Value("bool")},
-    "math": {"answer": Value("string"), "reference": Value("string")},
-    "code": {"passed": Value("int64"), "total": Value("int64")},
-}
+CANDIDATE_FEATURES = {"problem_id": Value("string"), "problem": Value("string"), "split": Value("string"),
+                      "domain": Value("string"), "candidate_index": Value("int64"), "response": Value("string"),
+                      "score": Value("float64"), "correct": Value("bool")}  # + the domain's own columns
 
 
 def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> Path:
@@ -128,8 +126,8 @@ def to_settings(cfg: DictConfig | GeneratePreferenceDataConfig) -> GeneratePrefe
 def _validate(settings: GeneratePreferenceDataConfig) -> None:
     data, gen = settings.dataset, settings.generation
     checks = [
-        (data.ground_truth_type in ("math", "code"),
-         f"dataset.ground_truth_type: '{data.ground_truth_type}' (use math or code)"),
+        (data.ground_truth_type in known_domains(),
+         f"dataset.ground_truth_type: unknown domain '{data.ground_truth_type}' (known: {', '.join(known_domains())})"),
         (gen.backend in BACKENDS, f"generation.backend: unknown backend '{gen.backend}' (use one of {', '.join(BACKENDS)})"),
         (gen.backend != "replay" or gen.replay_path, "generation.replay_path: required with generation.backend=replay"),
         (gen.replay_missing in ("error", "skip"), f"generation.replay_missing: '{gen.replay_missing}' (use error or skip)"),
@@ -214,7 +212,8 @@ def build_datasets(problems: list[Problem], records: list[dict], settings: Gener
     for pid, pair_rows in problem_rows.items():
         rows[splits[pid]].extend(pair_rows)
     pairs = DatasetDict({split: _table(split_rows, PAIR_FEATURES) for split, split_rows in rows.items()})
-    candidates = _table(ordered_candidates, Features({**CANDIDATE_FEATURES["common"], **CANDIDATE_FEATURES[domain]}))
+    candidates = _table(ordered_candidates,
+                        Features({**CANDIDATE_FEATURES, **get_domain(domain).candidate_features}))
     return pairs, candidates
 
 

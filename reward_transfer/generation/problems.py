@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 
 from reward_transfer.data import load_datasets
+from reward_transfer.domains import get_domain, resolve_columns
 from reward_transfer.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ class Problem:
     problem_id: str
     problem: str
     prompt: str
-    reference: Any  # math: the reference answer (LaTeX); code: {"inputs", "outputs", optional "fn_name"}
+    reference: Any  # the domain's: math the answer (LaTeX); code {"inputs", "outputs", "fn_name"?}; mcq {"answer", ...}
     seed: int
     split: str
 
@@ -60,26 +61,6 @@ def read_template(path: str | None, key: str) -> str:
     if not resolved.is_file():
         raise UserError(f"{key}: template file {path} does not exist")
     return resolved.read_text(encoding="utf-8")
-
-
-def parse_tests(raw: Any) -> dict | None:
-    """APPS `input_output` (a JSON string or an already parsed dict) → tests, or None when unusable."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            return None
-    if not isinstance(raw, dict):
-        return None
-    inputs, outputs = raw.get("inputs"), raw.get("outputs")
-    if not isinstance(inputs, list) or not isinstance(outputs, list) or not inputs or len(inputs) != len(outputs):
-        return None
-    tests = {"inputs": inputs, "outputs": outputs}
-    if raw.get("fn_name"):
-        if not isinstance(raw["fn_name"], str):
-            return None
-        tests["fn_name"] = raw["fn_name"]
-    return tests
 
 
 def split_order(problem_ids: list[str], seed: int) -> list[str]:
@@ -126,48 +107,70 @@ def eval_problem_count(dataset_cfg, num_problems: int) -> int:
     return count
 
 
-def load_problems(cfg) -> tuple[list[Problem], Counter]:
-    """Load, sample and filter the problems of `cfg.dataset`; returns them and the counts of skipped rows by reason."""
-    data = cfg.dataset
-    domain = data.ground_truth_type
-    problem_column = data.problem_column or ("problem" if domain == "math" else "question")
-    columns = [problem_column] + ([data.solution_column] if domain == "math" else [data.tests_column])
+@dataclass(frozen=True)
+class ProblemRow:
+    """One usable problem of a dataset before it is split: id, text, prompt, reference, and its raw row."""
+
+    problem_id: str
+    text: str
+    prompt: str
+    reference: Any
+    row: dict
+
+
+def read_problem_rows(domain_name: str, data, prompt_cfg, seed: int, key: str = "dataset.ground_truth_type"
+                      ) -> tuple[list[ProblemRow], Counter]:
+    """The domain's usable problems of `data.datasets` (sampled, filtered by `data.keep`, deduplicated) and the
+    counts of skipped rows by reason: the same problems and ids for generation and SFT."""
+    domain = get_domain(domain_name, key)
+    columns = resolve_columns(domain, data.columns)
+    keep_roles = dict(getattr(data, "keep", None) or {})
+    unknown = sorted(set(keep_roles) - set(columns))
+    if unknown:
+        raise UserError(f"dataset.keep: {', '.join(unknown)} is not a column role of domain {domain.name} "
+                        f"(roles: {', '.join(columns)})")
     specs = [replace(spec, name_or_path=resolve_path(spec.name_or_path)) for spec in data.datasets]
     with quiet_datasets():
-        table = load_datasets(specs, data.max_examples, cfg.seed, required_columns=columns)
-    template = read_template(cfg.prompt.template, "prompt.template")
-    starter_template = read_template(cfg.prompt.starter_code_template, "prompt.starter_code_template")
-    has_starter = data.starter_code_column is not None and data.starter_code_column in table.column_names
+        table = load_datasets(specs, data.max_examples, seed,
+                              required_columns=[columns[role] for role in (*domain.required, *keep_roles)])
+    template = read_template(prompt_cfg.template, "prompt.template")
+    keep = {columns[role]: set(values) for role, values in keep_roles.items()}
 
     skipped: Counter = Counter()
     seen: set[str] = set()
     rows = []
     for row in table:
-        text = row[problem_column]
-        if not isinstance(text, str) or not text.strip():
+        if any(row.get(column) not in allowed for column, allowed in keep.items()):
+            skipped[f"{', '.join(keep_roles)} not kept (dataset.keep)"] += 1
+            continue
+        raw = row[columns["problem"]]
+        if not isinstance(raw, str) or not raw.strip():
             skipped["empty problem text"] += 1
             continue
-        problem_id = stable_hash("problem", text)
+        text, reference, unusable = domain.read(row, columns)
+        problem_id = stable_hash("problem", text if text is not None else raw)
         if problem_id in seen:
             skipped["duplicate problem text"] += 1
             continue
-        if domain == "math":
-            reference, unusable = _math_reference(text, row[data.solution_column], data.require_boxed_answer)
-        else:
-            reference = parse_tests(row[data.tests_column])
-            unusable = f"{data.tests_column} is not valid JSON with test cases"
         if reference is None:
             skipped[unusable] += 1
             continue
-        prompt = template.replace("{problem}", text).rstrip()
-        starter = row[data.starter_code_column] if has_starter and domain == "code" else None
-        if starter and starter.strip() and starter_template:
-            prompt += starter_template.replace("{starter_code}", starter).rstrip()
+        prompt = domain.extend_prompt(template.replace("{problem}", text).rstrip(), row, columns, prompt_cfg)
         seen.add(problem_id)
-        rows.append((problem_id, text, prompt, reference))
-    if domain == "math" and data.require_boxed_answer:
-        rows = _drop_unparsed_references(rows, cfg.verifier, skipped)
+        rows.append(ProblemRow(problem_id, text, prompt, reference, row))
+    return rows, skipped
 
+
+def load_problems(cfg) -> tuple[list[Problem], Counter]:
+    """Load, sample and filter the problems of `cfg.dataset`; returns them and the counts of skipped rows by reason.
+
+    What a row means is the domain's (`reward_transfer.domains`): its columns, problem text, reference and prompt.
+    """
+    data = cfg.dataset
+    read, skipped = read_problem_rows(data.ground_truth_type, data, cfg.prompt, cfg.seed)
+    rows = [(r.problem_id, r.text, r.prompt, r.reference) for r in read]
+    if rows:
+        rows = get_domain(data.ground_truth_type).check_references(rows, cfg.verifier, skipped)
     if not rows:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "no rows"
         raise UserError(f"dataset.datasets: no usable problems left after sampling and filtering ({reasons})")
@@ -175,30 +178,6 @@ def load_problems(cfg) -> tuple[list[Problem], Counter]:
     problems = [Problem(pid, text, prompt, reference, problem_seed(cfg.seed, pid), splits[pid])
                 for pid, text, prompt, reference in rows]
     return problems, skipped
-
-
-def _math_reference(problem: str, solution: Any, require_boxed: bool) -> tuple[str | None, str]:
-    """The reference answer of a math problem and, when there is none to compare with, why."""
-    from reward_transfer.verifiers.math import extract_answer, reference_problem
-
-    if not isinstance(solution, str):
-        return None, "solution is not text"
-    answer = extract_answer(solution)
-    if answer is None or not str(answer).strip():
-        return (None, "reference has no \\boxed{} answer") if require_boxed else (solution, "")
-    reason = reference_problem(problem, answer) if require_boxed else None
-    return (None, reason) if reason else (answer, "")
-
-
-def _drop_unparsed_references(rows: list[tuple], verifier_cfg, skipped: Counter) -> list[tuple]:
-    """Keep the problems whose reference answer parses to a value (checked in the verifier's workers)."""
-    from reward_transfer.verifiers.math import references_parse
-
-    parsed = references_parse([row[3] for row in rows], verifier_cfg.math_timeout_s, verifier_cfg.workers)
-    skipped["answer does not parse"] += parsed.count(False)
-    if not skipped["answer does not parse"]:
-        del skipped["answer does not parse"]
-    return [row for row, ok in zip(rows, parsed, strict=True) if ok]
 
 
 @contextmanager

@@ -9,20 +9,19 @@ from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, regist
 class GenerationDatasetConfig:
     datasets: list[DatasetSpec] = field(default_factory=list)
     max_examples: int | None = None
-    ground_truth_type: str = "math"  # math | code
+    ground_truth_type: str = "math"  # a registered domain (reward_transfer/domains/): math, code, mcq, ...
     # Problems held out for the eval split; eval_size (a count) wins over eval_fraction when both are set.
     eval_fraction: float | None = 0.1
     eval_size: int | None = None
     # The eval split sized by pairs (wins over both): problems join it in the seeded split order until it holds
     # this many pairs. Problems whose candidates all pass or all fail give none, so a problem count can't fix it.
     eval_pairs: int | None = None
-    problem_column: str | None = None  # None: "problem" (NuminaMath) for math, "question" (APPS) for code
-    solution_column: str = "solution"  # math: the reference solution with a \boxed{} answer
-    tests_column: str = "input_output"  # code: JSON with inputs, outputs and optional fn_name
-    starter_code_column: str | None = "starter_code"  # code: optional column
-    # Math: keep only problems whose reference has a \boxed{} answer the verifier can parse
-    # (the paper kept "only problems with easy-to-compare answers").
-    require_boxed_answer: bool = True
+    # The dataset's own column of each role the domain reads (role → column), e.g. {problem: question}; unnamed
+    # roles use the domain's defaults (math: problem, solution; code: question, input_output, starter_code;
+    # mcq: question, options, answer, category).
+    columns: dict[str, str] = field(default_factory=dict)
+    # Keep only rows whose column of a role has one of the values, e.g. {category: [physics, chemistry]}.
+    keep: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

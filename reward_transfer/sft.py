@@ -1,0 +1,263 @@
+"""The SFT stage: supervised fine-tuning of a causal LM on a domain's reference solutions (TRL's `SFTTrainer`),
+the base of that domain's ground-truth reward model, as `train_sft_model.py`.
+
+The data is disjoint from the reward-model data by construction: every problem of the pair datasets named in
+`dataset.exclude` (their pairs and candidates, by problem id) is left out before the SFT problems are drawn
+(seeded), and `sft_problems.json` records which were used. Prompts are the ones generation sends, rendered with
+the base model's chat template; the loss is on the assistant turn only. The output is a standalone causal LM
+(LoRA merged) with its tokenizer, loadable by `train_reward_model.py` as `model.init=causal_lm_new_head`.
+Reruns and resumes follow the rule of every stage (`reward_transfer.rerun`), checkpoints as training keeps them.
+"""
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+from transformers import set_seed
+
+from reward_transfer.data import load_table
+from reward_transfer.domains import get_domain, resolve_columns
+from reward_transfer.errors import UserError
+from reward_transfer.generation.problems import ProblemRow, read_problem_rows, stable_hash
+from reward_transfer.models import (
+    _load_config,
+    _model_family,
+    load_causal_lm,
+    load_tokenizer,
+    write_legacy_rope_scaling,
+)
+from reward_transfer.rerun import is_complete, result_settings, to_plain, write_settings
+from reward_transfer.sft_schema import RESUMABLE_KEYS
+from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
+from reward_transfer.training import (
+    LogHistoryWriter,
+    checkpoint_dir,
+    checkpoint_to_resume,
+    learning_warnings,
+)
+
+log = logging.getLogger(__name__)
+
+SFT_PROBLEMS = "sft_problems.json"
+
+
+def _validate(cfg: DictConfig) -> None:
+    get_domain(cfg.domain)
+    train, data = cfg.train, cfg.dataset
+    for key, ok in (("train.learning_rate", train.learning_rate > 0),
+                    ("train.per_device_train_batch_size", train.per_device_train_batch_size >= 1),
+                    ("train.gradient_accumulation_steps", train.gradient_accumulation_steps >= 1),
+                    ("train.epochs", train.epochs > 0 or train.max_steps > 0),
+                    ("dataset.held_out", 0 <= data.held_out < 1),
+                    ("dataset.num_problems", data.num_problems is None or data.num_problems >= 2),
+                    ("dataset.solutions_per_problem", data.solutions_per_problem is None
+                     or data.solutions_per_problem >= 1),
+                    ("model.max_length", cfg.model.max_length >= 16)):
+        if not ok:
+            raise UserError(f"{key}: out of range ({OmegaConf.select(cfg, key)})")
+
+
+def excluded_problem_ids(sources: list[str]) -> set[str]:
+    """Problem ids of the pair datasets (every split) and of their candidates: the problems SFT must not see."""
+    ids: set[str] = set()
+    for source in sources:
+        path = Path(source).expanduser()
+        for split in ("train", "eval"):
+            table = load_table(str(path), split)
+            if "problem_id" not in table.column_names:
+                raise UserError(f"dataset.exclude: {source} has no problem_id column (a generation output has one)")
+            ids.update(table["problem_id"])
+        if (path / "candidates").is_dir():
+            ids.update(load_table(str(path / "candidates"))["problem_id"])
+    return ids
+
+
+def sft_examples(cfg: DictConfig) -> tuple[Dataset, Dataset, dict]:
+    """(training examples, held-out examples, the record of which problems were used and why others were not)."""
+    domain = get_domain(cfg.domain)
+    if domain.solutions is None:
+        raise UserError(f"domain: {domain.name} has no reference solutions to fine-tune on")
+    data, prompt = OmegaConf.to_object(cfg.dataset), OmegaConf.to_object(cfg.prompt)  # dataclasses, as generation's
+    rows, skipped = read_problem_rows(cfg.domain, data, prompt, cfg.seed, key="domain")
+    column = resolve_columns(domain, cfg.dataset.columns)[domain.solution_role]
+    if rows and column not in rows[0].row:
+        raise UserError(f"dataset.columns.{domain.solution_role}: no column {column} in the data (columns: "
+                        f"{', '.join(rows[0].row)})")
+    excluded = excluded_problem_ids(list(cfg.dataset.exclude))
+    columns = resolve_columns(domain, cfg.dataset.columns)
+    usable: list[tuple[ProblemRow, list[str]]] = []
+    for row in rows:
+        if row.problem_id in excluded:
+            skipped["in the reward-model data (dataset.exclude)"] += 1
+            continue
+        solutions = domain.solutions(row.row, columns, row.reference)[:cfg.dataset.solutions_per_problem]
+        if not solutions:
+            skipped[f"no reference solution in {column}"] += 1
+            continue
+        usable.append((row, solutions))
+    if len(usable) < 2:
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.items()) or "no rows"
+        raise UserError(f"dataset.datasets: {len(usable)} problems with a reference solution left for SFT ({reasons})")
+    usable.sort(key=lambda item: stable_hash("sft", cfg.seed, item[0].problem_id))
+    usable = usable[:cfg.dataset.num_problems] if cfg.dataset.num_problems else usable
+    held = max(1, round(cfg.dataset.held_out * len(usable))) if cfg.dataset.held_out > 0 else 0
+
+    def examples(items: list[tuple[ProblemRow, list[str]]]) -> Dataset:
+        return Dataset.from_list([{"prompt": [{"role": "user", "content": row.prompt}],
+                                   "completion": [{"role": "assistant", "content": solution}]}
+                                  for row, solutions in items for solution in solutions])
+
+    record = {"domain": domain.name, "exclude": list(cfg.dataset.exclude), "excluded_problems": len(excluded),
+              "skipped": dict(skipped), "held_out": [row.problem_id for row, _ in usable[:held]],
+              "train": [row.problem_id for row, _ in usable[held:]]}
+    return examples(usable[held:]), examples(usable[:held]) if held else None, record
+
+
+def _check_base(cfg: DictConfig) -> None:
+    """The base must be a causal LM: a reward model (or anything else) is refused before any work."""
+    name = cfg.model.model_name_or_path
+    config, _ = _load_config(name, cfg.model.trust_remote_code)
+    try:
+        _model_family(config, "causal_lm_new_head", name)
+    except UserError as err:
+        raise UserError(f"model.model_name_or_path: {name} is not a causal LM to fine-tune ({err}); SFT starts "
+                        "from a causal LM such as the base a reward model was made from") from err
+
+
+def _sft_arguments(cfg: DictConfig, checkpoints: Path):
+    import dataclasses
+
+    from trl import SFTConfig
+
+    use_cpu = not torch.cuda.is_available()
+    bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if cfg.model.dtype is None else cfg.model.dtype in (
+        "bf16", "bfloat16")
+    train = cfg.train
+    names = {f.name for f in dataclasses.fields(SFTConfig)}  # transformers 5.21 renamed gradient_checkpointing
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return SFTConfig(
+        **{checkpointing: train.gradient_checkpointing}, output_dir=str(checkpoints),
+        per_device_train_batch_size=train.per_device_train_batch_size, per_device_eval_batch_size=train.per_device_train_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps, num_train_epochs=train.epochs,
+        max_steps=train.max_steps, learning_rate=train.learning_rate, lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_steps, weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm,
+        bf16=bf16, use_cpu=use_cpu, max_length=cfg.model.max_length, completion_only_loss=True, packing=False,
+        logging_steps=train.logging_steps, save_steps=train.save_steps, save_total_limit=train.save_total_limit,
+        seed=cfg.seed, report_to=["wandb"] if cfg.logging.wandb else [], run_name=cfg.logging.run_name or cfg.name,
+        dataset_num_proc=None,
+    )
+
+
+def _model_card(cfg: DictConfig, summary: dict) -> str:
+    return f"""---
+tags: [sft]
+base_model: {cfg.model.model_name_or_path}
+---
+# {cfg.name}
+
+`{cfg.model.model_name_or_path}` supervised-fine-tuned on {summary['train_examples']} reference solutions of
+{summary['train_problems']} {cfg.domain} problems ({'LoRA, merged' if cfg.model.lora.enable else 'full fine-tuning'}),
+none of them in the reward-model data ({', '.join(cfg.dataset.exclude) or 'no exclusion given'}; see {SFT_PROBLEMS}).
+Held-out loss {summary['held_out_loss_before']} → {summary['held_out_loss_after']}.
+Use as the base of the {cfg.domain} ground-truth RM: `train_reward_model.py model.model_name_or_path=<this directory>
+model.init=causal_lm_new_head`.
+"""
+
+
+def train_sft_model(cfg: DictConfig) -> dict:
+    """Fine-tune `cfg.model` on the domain's reference solutions; write the merged causal LM to `cfg.output_dir`."""
+    from trl import SFTTrainer
+
+    _validate(cfg)
+    output_dir = Path(cfg.output_dir)
+    ensure_writable(output_dir, "output_dir", parent=True)
+    settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
+    finished = (output_dir / "config.json").is_file() and (output_dir / SFT_PROBLEMS).is_file()
+    if is_complete("train_sft_model", output_dir, settings, cfg.overwrite, finished):
+        return json.loads((output_dir / "training_summary.json").read_text())
+    train_rows, held_rows, record = sft_examples(cfg)  # bad data fails in seconds, before the model loads
+    _check_base(cfg)
+    checkpoints = checkpoint_dir(output_dir)
+    args = _sft_arguments(cfg, checkpoints)  # sets up the process group: each process then knows its rank
+    state = PartialState()
+    resume = checkpoint_to_resume(cfg, checkpoints, settings, "train_sft_model")
+
+    set_seed(cfg.seed)
+    trusted = cfg.model.trust_remote_code
+    model = load_causal_lm(cfg.model.model_name_or_path, device=args.device,
+                           dtype=cfg.model.dtype or ("bfloat16" if args.bf16 else "float32"),
+                           trust_remote_code=bool(trusted))
+    tokenizer = load_tokenizer(cfg.model.tokenizer_name_or_path or cfg.model.model_name_or_path,
+                               trust_remote_code=bool(trusted))
+    peft_config = None
+    if cfg.model.lora.enable:
+        from peft import LoraConfig
+
+        lora = cfg.model.lora
+        targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+        peft_config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
+                                 target_modules=targets, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=train_rows, eval_dataset=held_rows,
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
+    before = trainer.evaluate()["eval_loss"] if held_rows is not None and resume is None else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    after = trainer.evaluate()["eval_loss"] if held_rows is not None else None
+    summary = _finalize(trainer, cfg, tokenizer, record, output_dir, checkpoints, settings, {
+        "name": cfg.name, "domain": cfg.domain, "base_model": cfg.model.model_name_or_path,
+        "steps": trainer.state.global_step, "train_problems": len(record["train"]),
+        "held_out_problems": len(record["held_out"]), "train_examples": len(train_rows),
+        "held_out_loss_before": None if before is None else round(before, 4),
+        "held_out_loss_after": None if after is None else round(after, 4),
+        "seconds": round(time.perf_counter() - started, 1),
+        "warnings": learning_warnings([e for e in trainer.state.log_history if "loss" in e]),
+    })
+    if state.is_main_process:
+        print(_summary_text(summary, output_dir), flush=True)
+    return summary
+
+
+def _finalize(trainer: Any, cfg: DictConfig, tokenizer: Any, record: dict, output_dir: Path, checkpoints: Path,
+              settings: dict, summary: dict) -> dict:
+    """The merged causal LM, tokenizer, logs and records into a staging dir, swapped in as output_dir."""
+    from reward_transfer.merging import copy_remote_code
+
+    state = PartialState()
+    model = trainer.model
+    if state.is_main_process:
+        staging = checkpoints / "final"
+        shutil.rmtree(staging, ignore_errors=True)
+        merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        merged.save_pretrained(staging)
+        write_legacy_rope_scaling(staging)
+        tokenizer.save_pretrained(staging)
+        copy_remote_code(cfg.model.model_name_or_path, staging)
+        atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+        atomic_write_json(staging / SFT_PROBLEMS, record)
+        atomic_write_json(staging / "training_summary.json", summary)
+        atomic_write_text(staging / "sft_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(staging / "README.md", _model_card(cfg, summary))
+        write_settings(staging, settings)
+        replace_dir(staging, output_dir)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    state.wait_for_everyone()
+    return summary
+
+
+def _summary_text(summary: dict, output_dir: Path) -> str:
+    lines = [f"SFT model '{summary['name']}' ({summary['domain']}) trained -> {output_dir}",
+             f"  base {summary['base_model']}; {summary['train_examples']} solutions of {summary['train_problems']} "
+             f"problems, {summary['held_out_problems']} held out; {summary['steps']} steps, {summary['seconds']} s",
+             f"  held-out loss {summary['held_out_loss_before']} -> {summary['held_out_loss_after']}; "
+             f"problems used: {output_dir / SFT_PROBLEMS}",
+             *(f"  WARNING: {warning}" for warning in summary["warnings"])]
+    return "\n".join(lines)
+

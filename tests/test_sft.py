@@ -1,0 +1,119 @@
+"""The SFT stage on the tiny LM: the held-out loss falls, no SFT problem is in the pair data, the result is the base
+of a ground-truth RM that trains, evaluates and is reported; bad input is one line; a killed run resumes."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+from datasets import load_from_disk
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from reward_transfer.errors import UserError
+from reward_transfer.generation import generate_preference_data
+from reward_transfer.reproduction import reproduce
+from reward_transfer.sft import train_sft_model
+from reward_transfer.training import checkpoint_dir
+
+pytestmark = pytest.mark.usefixtures("single_cpu_thread")
+
+
+def compose_config(script: str, name: str, overrides: list[str]):
+    import reward_transfer.sft_schema  # noqa: F401  (registers the schema)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs" / script), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def math_pairs(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pairs") / "pref-data-math"
+    generate_preference_data(compose_config("generate_preference_data", "demo_math",
+                                            [f"output_dir={out}", "progress=false"]))
+    return out
+
+
+def sft_overrides(tiny_models, pairs: Path, out: Path, *extra: str) -> list[str]:
+    # The demo pairs' own problems are offered too: the exclusion, not the file choice, keeps them out.
+    return [f"model.model_name_or_path={tiny_models['lm']}", f"output_dir={out}", f"dataset.exclude=[{pairs}]",
+            "dataset.datasets=[{name_or_path:data/sft_math_problems.jsonl,split:train},"
+            "{name_or_path:data/math_problems.jsonl,split:train}]", *extra]
+
+
+def test_sft_lowers_the_held_out_loss_and_never_sees_a_pair_problem(tiny_models, math_pairs, tmp_path):
+    out = tmp_path / "sft_math"
+    summary = train_sft_model(compose_config("train_sft_model", "demo_math", sft_overrides(tiny_models, math_pairs, out)))
+    assert summary["held_out_loss_after"] < summary["held_out_loss_before"]
+    record = json.loads((out / "sft_problems.json").read_text())
+    pairs = load_from_disk(str(math_pairs))
+    pair_problems = set(pairs["train"]["problem_id"]) | set(pairs["eval"]["problem_id"])
+    used = set(record["train"]) | set(record["held_out"])
+    assert used and not used & pair_problems
+    assert record["skipped"]["in the reward-model data (dataset.exclude)"] >= len(pair_problems)
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "log_history.json", "README.md"} <= {
+        p.name for p in out.iterdir()}
+    assert not (out / "adapter_config.json").exists()  # a standalone causal LM, LoRA merged
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("no_solution_column", "missing column(s) answer_text"),
+    ("empty_solutions", "0 problems with a reference solution left for SFT"),
+    ("reward_model_base", "is not a causal LM to fine-tune"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(case, message, tiny_models, math_pairs, tmp_path):
+    out = tmp_path / "out"
+    extra = []
+    if case == "no_solution_column":
+        extra = ["+dataset.columns.solution=answer_text"]
+    elif case == "empty_solutions":
+        data = tmp_path / "empty.jsonl"
+        data.write_text("".join(json.dumps({"problem": f"What is {n} + 1?", "solution": " "}) + "\n" for n in range(5)))
+        extra = [f"dataset.datasets=[{{name_or_path:{data},split:train}}]"]
+    overrides = sft_overrides(tiny_models, math_pairs, out, *extra)
+    if case == "reward_model_base":
+        overrides[0] = f"model.model_name_or_path={tiny_models['rm']}"
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        train_sft_model(compose_config("train_sft_model", "demo_math", overrides))
+    assert "\n" not in str(err.value)
+    assert not out.exists() and not checkpoint_dir(out).exists()
+
+
+def test_a_killed_sft_run_resumes_from_its_last_complete_checkpoint(tiny_models, math_pairs, tmp_path, monkeypatch,
+                                                                     capsys):
+    from trl import SFTTrainer
+
+    out = tmp_path / "resumed"
+    overrides = sft_overrides(tiny_models, math_pairs, out, "train.save_steps=2", "train.max_steps=6")
+    original, calls = SFTTrainer.training_step, []
+
+    def crash_on_fifth_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "training_step", crash_on_fifth_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft_model(compose_config("train_sft_model", "demo_math", overrides))
+    monkeypatch.setattr(SFTTrainer, "training_step", original)
+    assert not out.exists() and (checkpoint_dir(out) / "checkpoint-4").is_dir()
+    capsys.readouterr()
+    summary = train_sft_model(compose_config("train_sft_model", "demo_math", [*overrides, "train.resume=true"]))
+    assert "resuming from step 4" in capsys.readouterr().out and summary["steps"] == 6
+
+
+def test_the_ground_truth_rm_of_an_sft_model_trains_evaluates_and_is_reported(tiny_models, tmp_path):
+    run = tmp_path / "run"
+    cfg = compose_config("reproduce", "config", [
+        f"output_dir={run}", "profile.domains=[math]", f"profile.tiny_models={tiny_models['lm'].parent}",
+        f"profile.models.general={tiny_models['rm']}", f"profile.sft.base.math={tiny_models['lm']}",
+        "only=[setup,generate,sft,truth,eval/math_scratch,report]"])
+    statuses = {r.step: r.status for r in reproduce(cfg)}
+    assert statuses["sft/math"] == "done" and statuses["eval/math_scratch"] == "done"
+    assert json.loads((run / "models/math_scratch/reward_model.json").read_text())["base_model"] == str(
+        run / "models" / "sft_math")
+    md = (run / "tables.md").read_text()
+    assert f"math: trained here from {tiny_models['lm']}" in md
+    assert json.loads((run / "eval/math_scratch/results.json").read_text())["num_pairs"] > 0
