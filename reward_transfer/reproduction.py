@@ -821,6 +821,10 @@ def run_steps(steps: list[Step], profile: ProfileConfig, run: Path, overwrite: b
             started = time.perf_counter()
             try:
                 execute(step, profile, run, replace=status == "stale" or (status == "changed" and overwrite))
+            except KeyboardInterrupt:
+                bar.write(f"{prefix}  interrupted: rerun the same command to resume here (finished steps are kept; "
+                          f"log: {run / 'logs' / f'{step.slug}.log'})", file=console)
+                raise SystemExit(130) from None
             except StepFailed as err:
                 log_path = run / "logs" / f"{step.slug}.log"
                 bar.write(f"{prefix}  FAILED after {time.perf_counter() - started:.1f}s", file=console)

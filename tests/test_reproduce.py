@@ -14,7 +14,13 @@ from hydra.core.global_hydra import GlobalHydra
 
 from reward_transfer import run_layout as layout
 from reward_transfer.errors import UserError
-from reward_transfer.reproduction import Step, build_grid, compose_config, reproduce, select_steps
+from reward_transfer.reproduction import (
+    Step,
+    build_grid,
+    compose_configs,
+    reproduce,
+    select_steps,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CHEAP = ["only=[setup,generate,eval/math_0k]"]  # tiny models, pair generation, one evaluation: seconds
@@ -152,8 +158,7 @@ def test_every_step_composes_with_its_script_schema(tmp_path: Path, profile: str
     steps = build_grid(cfg)
     hydra_steps = [s for s in steps if s.config_name is not None]
     assert len(hydra_steps) > 80
-    for step in hydra_steps:
-        composed = compose_config(step)
+    for step, composed in zip(hydra_steps, compose_configs(hydra_steps), strict=True):  # one Hydra init per script
         written = (composed.dataset.output_dataset_name_or_path if step.script == "active_data_selection"
                    else composed.output_dir)
         assert Path(step.outputs[0]).parent == Path(written), step.name
@@ -206,3 +211,25 @@ def test_published_pairs_stand_in_for_the_generate_step(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(REPO / "configs" / "reproduce"), version_base="1.3"):
         cfg = compose("config", overrides=["profile=paper_published", f"output_dir={tmp_path}"])
     assert not any(need.startswith("generate/") for step in build_grid(cfg) for need in step.needs)
+
+
+def test_an_interrupt_stops_the_run_with_exit_130_and_keeps_finished_steps(tmp_path: Path, tiny_models,
+                                                                           monkeypatch) -> None:
+    import reward_transfer.reproduction as reproduction
+
+    real = reproduction.run_in_process
+
+    def interrupted_generation(step):
+        if step.name == "generate/math":
+            raise KeyboardInterrupt
+        return real(step)
+
+    monkeypatch.setattr(reproduction, "run_in_process", interrupted_generation)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        reproduce(_config(run, tiny_models, *CHEAP))
+    assert stopped.value.code == 130
+    assert (run / ".steps" / "setup__tiny_models.done").exists()
+    assert not (run / ".steps" / "generate__math.done").exists()
+    monkeypatch.setattr(reproduction, "run_in_process", real)
+    assert _statuses(reproduce(_config(run, tiny_models, *CHEAP)))["setup/tiny_models"] == "skipped"
