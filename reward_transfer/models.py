@@ -114,6 +114,12 @@ def load_causal_lm(name_or_path: str, device: str | torch.device | None = None,
                                                          trust_remote_code=bool(trusted))
     except (OSError, ValueError) as err:
         raise _offline_hint(name_or_path, "causal LM", err) from err
+    if getattr(model, "generation_config", None) is None:
+        # transformers 5 gives a generation config only to GenerationMixin subclasses; remote code written for 4
+        # (InternLM2) is none, and PEFT's causal-LM wrapper (SFT) reads the attribute.
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_model_config(model.config)
     return model.to(target).eval()
 
 

@@ -120,15 +120,17 @@ def sft_examples(cfg: DictConfig) -> tuple[Dataset, Dataset, dict]:
     return examples(usable[held:]), examples(usable[:held]) if held else None, record
 
 
-def _check_base(cfg: DictConfig) -> None:
-    """The base must be a causal LM: a reward model (or anything else) is refused before any work."""
+def _check_base(cfg: DictConfig) -> bool:
+    """The base must be a causal LM: a reward model (or anything else) is refused before any work. Returns
+    whether its remote code is trusted (InternLM2's: its own model and slow SentencePiece tokenizer classes)."""
     name = cfg.model.model_name_or_path
-    config, _ = _load_config(name, cfg.model.trust_remote_code)
+    config, trusted = _load_config(name, cfg.model.trust_remote_code)
     try:
         _model_family(config, "causal_lm_new_head", name)
     except UserError as err:
         raise UserError(f"model.model_name_or_path: {name} is not a causal LM to fine-tune ({err}); SFT starts "
                         "from a causal LM such as the base a reward model was made from") from err
+    return bool(trusted)
 
 
 def _sft_arguments(cfg: DictConfig, checkpoints: Path):
@@ -183,19 +185,17 @@ def train_sft_model(cfg: DictConfig) -> dict:
     if is_complete("train_sft_model", output_dir, settings, cfg.overwrite, finished):
         return json.loads((output_dir / "training_summary.json").read_text())
     train_rows, held_rows, record = sft_examples(cfg)  # bad data fails in seconds, before the model loads
-    _check_base(cfg)
+    trusted = _check_base(cfg)
     checkpoints = checkpoint_dir(output_dir)
     args = _sft_arguments(cfg, checkpoints)  # sets up the process group: each process then knows its rank
     state = PartialState()
     resume = checkpoint_to_resume(cfg, checkpoints, settings, "train_sft_model")
 
     set_seed(cfg.seed)
-    trusted = cfg.model.trust_remote_code
     model = load_causal_lm(cfg.model.model_name_or_path, device=args.device,
-                           dtype=cfg.model.dtype or ("bfloat16" if args.bf16 else "float32"),
-                           trust_remote_code=bool(trusted))
+                           dtype=cfg.model.dtype or ("bfloat16" if args.bf16 else "float32"), trust_remote_code=trusted)
     tokenizer = load_tokenizer(cfg.model.tokenizer_name_or_path or cfg.model.model_name_or_path,
-                               trust_remote_code=bool(trusted))
+                               trust_remote_code=trusted)
     peft_config = None
     if cfg.model.lora.enable:
         from peft import LoraConfig

@@ -117,3 +117,22 @@ def test_the_ground_truth_rm_of_an_sft_model_trains_evaluates_and_is_reported(ti
     md = (run / "tables.md").read_text()
     assert f"math: trained here from {tiny_models['lm']}" in md
     assert json.loads((run / "eval/math_scratch/results.json").read_text())["num_pairs"] > 0
+
+
+def test_sft_of_the_internlm2_stand_in_keeps_its_remote_code_and_tokenizer(tmp_path, math_pairs):
+    """The paper's base is InternLM2 remote code written for transformers 4 (no GenerationMixin, so no
+    generation_config under transformers 5, which PEFT's causal-LM wrapper reads; a SentencePiece tokenizer)."""
+    from reward_transfer.models import load_reward_model
+    from reward_transfer.tiny_internlm2 import build_tiny_internlm2
+
+    base = build_tiny_internlm2(tmp_path / "internlm2-lm", kind="causal_lm", rope_scaling={"type": "dynamic",
+                                                                                          "factor": 2.0})
+    out = tmp_path / "sft"
+    summary = train_sft_model(compose_config("train_sft_model", "demo_math", [
+        f"model.model_name_or_path={base}", f"output_dir={out}", f"dataset.exclude=[{math_pairs}]",
+        "train.max_steps=4"]))
+    assert summary["held_out_loss_after"] < summary["held_out_loss_before"]
+    assert (out / "tokenizer.model").exists() and (out / "modeling_internlm2.py").exists()
+    assert json.loads((out / "config.json").read_text())["rope_scaling"] == {"type": "dynamic", "factor": 2.0}
+    model, _ = load_reward_model(str(out), init="causal_lm_new_head")
+    assert type(model).__name__ == "InternLM2ForSequenceClassification"

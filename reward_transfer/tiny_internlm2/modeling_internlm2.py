@@ -324,6 +324,25 @@ class InternLM2ForCausalLM(InternLM2PreTrainedModel):
                                    ignore_index=-100)
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
 
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, inputs_embeds=None,
+                                      **kwargs):
+        """As published (written for transformers 4: no GenerationMixin base, the legacy tuple cache); PEFT's
+        causal-LM wrapper reads this attribute."""
+        if past_key_values is not None:
+            past_length = past_key_values[0][0].shape[2]
+            input_ids = input_ids[:, past_length if input_ids.shape[1] > past_length else input_ids.shape[1] - 1:]
+        position_ids = kwargs.get("position_ids")
+        if attention_mask is not None and position_ids is None:
+            position_ids = attention_mask.long().cumsum(-1) - 1
+            position_ids.masked_fill_(attention_mask == 0, 1)
+            if past_key_values:
+                position_ids = position_ids[:, -input_ids.shape[1]:]
+        model_inputs = ({"inputs_embeds": inputs_embeds} if inputs_embeds is not None and past_key_values is None
+                        else {"input_ids": input_ids})
+        model_inputs.update({"position_ids": position_ids, "past_key_values": past_key_values,
+                             "use_cache": kwargs.get("use_cache"), "attention_mask": attention_mask})
+        return model_inputs
+
 
 class InternLM2ForSequenceClassification(InternLM2PreTrainedModel):
     """As published: `score` head read at the last non-pad token (found through `config.pad_token_id`)."""
