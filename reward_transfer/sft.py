@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import PartialState
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +39,7 @@ from reward_transfer.training import (
     LogHistoryWriter,
     checkpoint_dir,
     checkpoint_to_resume,
+    hardware_arguments,
     learning_warnings,
 )
 
@@ -134,23 +134,17 @@ def _check_base(cfg: DictConfig) -> bool:
 
 
 def _sft_arguments(cfg: DictConfig, checkpoints: Path):
-    import dataclasses
-
     from trl import SFTConfig
 
-    use_cpu = not torch.cuda.is_available()
-    bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if cfg.model.dtype is None else cfg.model.dtype in (
-        "bf16", "bfloat16")
     train = cfg.train
-    names = {f.name for f in dataclasses.fields(SFTConfig)}  # transformers 5.21 renamed gradient_checkpointing
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return SFTConfig(
-        **{checkpointing: train.gradient_checkpointing}, output_dir=str(checkpoints),
-        per_device_train_batch_size=train.per_device_train_batch_size, per_device_eval_batch_size=train.per_device_train_batch_size,
+        **hardware_arguments(cfg, SFTConfig), output_dir=str(checkpoints),
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        per_device_eval_batch_size=train.per_device_train_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps, num_train_epochs=train.epochs,
         max_steps=train.max_steps, learning_rate=train.learning_rate, lr_scheduler_type=train.lr_scheduler_type,
         warmup_steps=train.warmup_steps, weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm,
-        bf16=bf16, use_cpu=use_cpu, max_length=cfg.model.max_length, completion_only_loss=True, packing=False,
+        max_length=cfg.model.max_length, completion_only_loss=True, packing=False,
         logging_steps=train.logging_steps, save_steps=train.save_steps, save_total_limit=train.save_total_limit,
         seed=cfg.seed, report_to=["wandb"] if cfg.logging.wandb else [], run_name=cfg.logging.run_name or cfg.name,
         dataset_num_proc=None,

@@ -285,18 +285,24 @@ class LogHistoryWriter(TrainerCallback):
             atomic_write_json(self.path, state.log_history)
 
 
-def _training_arguments(cfg: DictConfig, checkpoints: Path):
-    from trl import RewardConfig
-
+def hardware_arguments(cfg: DictConfig, config_class: type) -> dict[str, Any]:
+    """The TrainingArguments fields every trainer of the project sets alike: precision and device from the
+    hardware (TRL turns bf16 on whenever fp16 is off, CPUs included), and gradient checkpointing under the name
+    the installed transformers uses (5.21 renamed it `activation_checkpointing`; vLLM's range ends before)."""
     use_cpu = not torch.cuda.is_available()
     bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if cfg.model.dtype is None else cfg.model.dtype in (
         "bf16", "bfloat16")
-    train = cfg.train
-    # transformers 5.21 renamed `gradient_checkpointing` to `activation_checkpointing`; vLLM's range ends before it.
-    names = {f.name for f in dataclasses.fields(RewardConfig)}
+    names = {f.name for f in dataclasses.fields(config_class)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {checkpointing: cfg.train.gradient_checkpointing, "bf16": bf16, "use_cpu": use_cpu}
+
+
+def _training_arguments(cfg: DictConfig, checkpoints: Path):
+    from trl import RewardConfig
+
+    train = cfg.train
     return RewardConfig(
-        **{checkpointing: train.gradient_checkpointing},
+        **hardware_arguments(cfg, RewardConfig),
         output_dir=str(checkpoints),
         per_device_train_batch_size=train.per_device_train_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
@@ -309,9 +315,6 @@ def _training_arguments(cfg: DictConfig, checkpoints: Path):
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
         disable_dropout=train.disable_dropout,
-        # TRL turns bf16 on whenever fp16 is off, CPUs included: decide it from the hardware instead.
-        bf16=bf16,
-        use_cpu=use_cpu,
         max_length=cfg.model.max_length,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         length_column_name="length",
