@@ -401,3 +401,25 @@ def test_batch_with_one_spec_per_program_and_a_crashed_worker():
     results = run_tests_batch(codes, specs)
     assert all(r.total == 3 or r.total == 2 for r in results)
     assert [r.all_passed for r in run_tests_batch(codes, specs)] == [True, True]
+
+
+def test_integers_beyond_pythons_4300_digit_limit_are_graded_like_any_other() -> None:
+    """APPS answers can be huge integers: printed, parsed from stdin, returned, or written as JSON numbers in the
+    spec. Python 3.11 refuses such conversions by default; none of them may turn a correct program into an error."""
+    big = "7" * 5000
+    stdin_spec = json.dumps({"inputs": [f"{big}\n"], "outputs": [f"{big}0\n"]})
+    times_ten = "print(int(input()) * 10)"
+    assert run_tests(times_ten, stdin_spec).statuses == ["passed"]
+    assert run_tests("print(int(input()))", stdin_spec).statuses == ["wrong"]
+    # A call-based spec with the integers as JSON numbers, returned as an int.
+    doubled = "1" + "5" * 4999 + "4"  # 2 × 77…7 (5000 sevens)
+    call_spec = '{"fn_name": "double", "inputs": [[' + big + ']], "outputs": [' + doubled + "]}"
+    double = "def double(n):\n    return 2 * n"
+    assert run_tests(double, call_spec).statuses == ["passed"]
+    assert run_tests("def double(n):\n    return n", call_spec).statuses == ["wrong"]
+
+
+def test_a_spec_the_json_parser_cannot_read_is_one_user_error() -> None:
+    nested = '{"inputs": [' + "[" * 100_000 + "]" * 100_000 + '], "outputs": ["1"]}'
+    with pytest.raises(UserError, match="not valid JSON"):
+        run_tests("print(1)", nested)

@@ -154,3 +154,22 @@ def test_rerunning_a_complete_output_exits_0_untouched(tmp_path):
     again = run(*overrides)
     assert again.returncode == 0 and "already complete" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_huge_integers_in_a_spec_load_and_an_unreadable_spec_is_a_skipped_row(tmp_path):
+    """A 5000-digit JSON number (over Python's 4300-digit default) is a valid spec; a spec nested beyond the
+    JSON parser's depth is one skipped, counted row, not a traceback that aborts loading."""
+    big = "9" * 5000
+    huge = {"question": "Print the number given on one line plus one.",
+            "input_output": '{"inputs": [' + big + '], "outputs": [1' + "0" * 5000 + "]}", "starter_code": ""}
+    nested = {**huge, "question": "A nested one",
+              "input_output": '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + ', "outputs": ["1"]}'}
+    problems = write_jsonl(tmp_path / "code.jsonl", [huge, nested])
+    replay = write_jsonl(tmp_path / "replay.jsonl", [{"problem": huge["question"], "responses": [
+        "```python\nprint(int(input()) + 1)\n```", "```python\nprint(int(input()))\n```"]}])
+    result = run(f"dataset.datasets=[{{name_or_path: {problems}}}]", f"generation.replay_path={replay}",
+                 "dataset.eval_fraction=0.0", f"output_dir={tmp_path / 'out'}", config="demo_code")
+    assert result.returncode == 0, result.stderr
+    assert "skipped: 1 input_output is not valid JSON with test cases" in result.stdout
+    pairs = load_from_disk(str(tmp_path / "out"))["train"]
+    assert list(zip(pairs["accepted_score"], pairs["rejected_score"], strict=True)) == [(1.0, 0.0)]

@@ -12,9 +12,11 @@ from reward_transfer.domains import Domain
 def parse_tests(raw: Any) -> dict | None:
     """APPS `input_output` (a JSON string or an already parsed dict) → tests, or None when unusable."""
     if isinstance(raw, str):
+        from reward_transfer.verifiers import exact_json
+
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
+            raw = exact_json.loads(raw)
+        except (ValueError, RecursionError):  # malformed, or nested beyond the parser's depth
             return None
     if not isinstance(raw, dict):
         return None

@@ -433,6 +433,9 @@ def _fresh_interpreter_state(workdir: str) -> dict:
     sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.argv = ["solution.py"]
+    # APPS answers can be integers of tens of thousands of digits (printed, parsed, returned): no 4,300-digit
+    # limit here. The conversion cost counts against this test's own CPU and output limits.
+    sys.set_int_max_str_digits(0)
     main = types.ModuleType("__main__")
     main.__dict__.update({"__builtins__": builtins, "__file__": os.path.join(workdir, "solution.py")})
     sys.modules["__main__"] = main

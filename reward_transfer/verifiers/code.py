@@ -33,6 +33,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reward_transfer.errors import UserError
+from reward_transfer.verifiers import exact_json
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ def _parse_tests(tests: dict | str) -> _Problem:
     """APPS `input_output` (dict or JSON text, parsed with json only) → inputs and expected outputs."""
     if isinstance(tests, str):
         try:
-            tests = json.loads(tests)
-        except json.JSONDecodeError as err:
-            raise UserError(f"tests: not valid JSON ({err})") from err
+            tests = exact_json.loads(tests)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+            raise UserError(f"tests: not valid JSON ({err.__class__.__name__}: {str(err)[:120]})") from err
     if not isinstance(tests, dict) or not isinstance(tests.get("inputs"), list) \
             or not isinstance(tests.get("outputs"), list):
         raise UserError("tests: expected an object with list fields 'inputs' and 'outputs'")
@@ -115,7 +116,7 @@ def _parse_tests(tests: dict | str) -> _Problem:
         raise UserError("tests: 'fn_name' must be a string")
     if fn_name is None:
         return _Problem(None, [_as_text(value) for value in inputs], [_as_text(value) for value in outputs])
-    return _Problem(fn_name, [json.dumps(value) for value in inputs], list(outputs))
+    return _Problem(fn_name, [exact_json.dumps(value) for value in inputs], list(outputs))
 
 
 def _as_text(value: Any) -> str:
@@ -152,6 +153,9 @@ def _values_equal(actual: Any, expected: Any) -> bool:
     """Equality of two plain JSON values; floats within tolerance, bools only equal bools."""
     if isinstance(actual, bool) or isinstance(expected, bool):
         return type(actual) is type(expected) and actual == expected
+    if isinstance(actual, exact_json.LargeInt) or isinstance(expected, exact_json.LargeInt):
+        return (exact_json.is_integer(actual) and exact_json.is_integer(expected)
+                and exact_json.integer_text(actual) == exact_json.integer_text(expected))
     if isinstance(actual, int | float) and isinstance(expected, int | float):
         if isinstance(actual, int) and isinstance(expected, int):
             return actual == expected
@@ -178,7 +182,7 @@ def _grade(run: dict, expected: Any, call_based: bool) -> tuple[str, str]:
     if run["truncated"]:
         return "wrong", "output limit exceeded"
     try:
-        report = json.loads(run["report"]) if run["report"] else {}
+        report = exact_json.loads(run["report"]) if run["report"] else {}
     except (ValueError, RecursionError):
         report = {}
     if not isinstance(report, dict):
