@@ -276,10 +276,18 @@ def write_legacy_rope_scaling(checkpoint_dir: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _record_rotary_init(module: Any) -> None:
-    """Make each rotary-embedding class of a remote module remember its constructor arguments (see
-    `restore_rotary_buffers`); classes transformers itself re-initialises (`original_inv_freq`) are left alone."""
-    for cls in [obj for obj in vars(module).values() if isinstance(obj, type)]:
+# The package transformers loads every checkpoint's remote-code files into (`transformers_modules.<repo>.<file>`).
+REMOTE_CODE_PACKAGE = "transformers_modules"
+
+
+def _record_rotary_init() -> None:
+    """Make each rotary-embedding class of every loaded remote module remember its constructor arguments (see
+    `restore_rotary_buffers`). Every module, not only the one defining the model class: a reward wrapper in its
+    own file imports the backbone (and its rotary classes) from another. Classes transformers itself
+    re-initialises (`original_inv_freq`) are left alone."""
+    remote = [module for name, module in list(sys.modules.items())
+              if name.startswith(f"{REMOTE_CODE_PACKAGE}.") and module is not None]
+    for cls in [obj for module in remote for obj in vars(module).values() if isinstance(obj, type)]:
         if "RotaryEmbedding" not in cls.__name__ or "__init__" not in cls.__dict__ or "_init_recorded" in cls.__dict__:
             continue
         original = cls.__init__
@@ -352,7 +360,7 @@ def _remote_class(reference: str, name_or_path: str, auto_class: str) -> type:
         raise UserError(f"{name_or_path}: its remote code has no class {reference} ({err.__class__.__name__}); "
                         "no one-output reward model can be built from it with this transformers version") from err
     _patch_list_tied_weights(model_class)
-    _record_rotary_init(sys.modules[model_class.__module__])
+    _record_rotary_init()
     model_class.register_for_auto_class(auto_class)
     return model_class
 

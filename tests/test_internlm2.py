@@ -76,6 +76,20 @@ def test_rotary_buffers_are_recomputed_after_loading(reward_checkpoint):
         torch.testing.assert_close(loaded[name], buffer, rtol=0, atol=0, msg=name)
 
 
+def test_rotary_buffers_are_recomputed_when_the_reward_class_lives_in_another_file(tmp_path):
+    """A reward wrapper in its own remote file imports the backbone: the rotary classes are defined in a module
+    other than the model class's, and must be restored all the same."""
+    path = build_tiny_internlm2(tmp_path / "wrapped", rope_scaling=ROPES["dynamic_rope"], reward_wrapper=True)
+    model, tokenizer = load_reward_model(str(path), device="cpu")
+    assert type(model).__name__ == "InternLM2RewardWrapper"
+    expected = reference(path)
+    for name, buffer in expected.named_buffers():
+        torch.testing.assert_close(dict(model.named_buffers())[name], buffer, rtol=0, atol=0, msg=name)
+    own = expected.get_scores(load_tokenizer(str(path), trust_remote_code=True), conversations())
+    np.testing.assert_allclose(score_conversations(model, tokenizer, PROBLEMS, ANSWERS, progress=False).scores,
+                               own, atol=1e-4)
+
+
 def test_rope_scaling_reaches_the_remote_code_in_its_legacy_form(reward_checkpoint):
     model, _ = load_reward_model(str(reward_checkpoint), device="cpu")
     rotary = model.model.layers[0].attention.rotary_emb

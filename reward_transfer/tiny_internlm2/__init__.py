@@ -88,9 +88,14 @@ def _token_ids(out: Path) -> dict[str, int]:
     return {**ids, "vocab_size": processor.get_piece_size(), "bos": processor.bos_id(), "eos": processor.eos_id()}
 
 
+# A reward class in its own remote file, importing the backbone's (whose file alone defines the rotary classes).
+WRAPPER_FILE, WRAPPER_CLASS = "modeling_internlm2_reward.py", "InternLM2RewardWrapper"
+
+
 def build_tiny_internlm2(out: str | Path, kind: str = "reward", rope_scaling: dict | None = None,
-                         seed: int = 0) -> Path:
-    """Write a tiny InternLM2 checkpoint of `kind` (reward | causal_lm) to `out`; same seed, same weights."""
+                         seed: int = 0, reward_wrapper: bool = False) -> Path:
+    """Write a tiny InternLM2 checkpoint of `kind` (reward | causal_lm) to `out`; same seed, same weights.
+    `reward_wrapper`: the reward class is `InternLM2RewardWrapper` of a file of its own (same weights)."""
     from reward_transfer.tiny_internlm2 import configuration_internlm2, modeling_internlm2
 
     architecture, auto_classes = KINDS[kind]
@@ -111,8 +116,11 @@ def build_tiny_internlm2(out: str | Path, kind: str = "reward", rope_scaling: di
     # save_pretrained would stumble over the list-typed _tied_weights_keys (a trait under test): write by hand.
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
-    auto_map = {"AutoConfig": "configuration_internlm2.InternLM2Config",
-                **{auto: f"modeling_internlm2.{architecture}" for auto in auto_classes}}
+    reference = f"modeling_internlm2.{architecture}"
+    if reward_wrapper:
+        architecture, reference = WRAPPER_CLASS, f"{Path(WRAPPER_FILE).stem}.{WRAPPER_CLASS}"
+        shutil.copy(SOURCE_DIR / WRAPPER_FILE, out / WRAPPER_FILE)
+    auto_map = {"AutoConfig": "configuration_internlm2.InternLM2Config", **dict.fromkeys(auto_classes, reference)}
     config_json = {"architectures": [architecture], "auto_map": auto_map, "model_type": "internlm2", **settings}
     (out / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
     for name in REMOTE_FILES:
