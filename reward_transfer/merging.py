@@ -37,7 +37,7 @@ def default_output_dir(model_name: str) -> Path:
     return Path("outputs/models") / f"{model_name.rstrip('/').split('/')[-1]}-merged"
 
 
-def _stored_dtype(base_model: str) -> torch.dtype:
+def stored_dtype(base_model: str) -> torch.dtype:
     """The dtype the base checkpoint is stored in, read from its config.json (fp32 when it says nothing)."""
     local = Path(base_model).expanduser() / "config.json"
     try:
@@ -84,7 +84,7 @@ def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Pat
         return target
     # Merged in fp32 on the CPU (exact), saved in the base's own dtype.
     model, tokenizer = load_reward_model(model_name, device="cpu", dtype=torch.float32, base_model=base, merge=True)
-    save_dtype = _stored_dtype(base)
+    save_dtype = stored_dtype(base)
     head = reward_head_name(model)
     with atomic_directory(target) as staging:
         model.to(save_dtype).save_pretrained(staging)

@@ -9,13 +9,16 @@ the base model's chat template; the loss is on the assistant turn only. The outp
 Reruns and resumes follow the rule of every stage (`reward_transfer.rerun`), checkpoints as training keeps them.
 """
 
+import contextlib
 import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import PartialState
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +42,7 @@ from reward_transfer.training import (
     LogHistoryWriter,
     checkpoint_dir,
     checkpoint_to_resume,
+    deepspeed_settings,
     hardware_arguments,
     learning_warnings,
 )
@@ -133,11 +137,16 @@ def _check_base(cfg: DictConfig) -> bool:
     return bool(trusted)
 
 
-def _sft_arguments(cfg: DictConfig, checkpoints: Path):
+def _sft_arguments(cfg: DictConfig, checkpoints: Path, held_out: bool):
     from trl import SFTConfig
 
     train = cfg.train
     return SFTConfig(
+        # The held-out loss before training is the Trainer's own evaluation at step 0 (`eval_on_start`), logged
+        # with the checkpoints: `trainer.evaluate()` before `train()` would build DeepSpeed's inference engine
+        # (refused under ZeRO-1/2, and it breaks the training engine under ZeRO-3), and a resumed run would have
+        # nothing to evaluate "before" with.
+        eval_on_start=held_out, eval_strategy="no",
         **hardware_arguments(cfg, SFTConfig), output_dir=str(checkpoints),
         per_device_train_batch_size=train.per_device_train_batch_size,
         per_device_eval_batch_size=train.per_device_train_batch_size,
@@ -181,7 +190,8 @@ def train_sft_model(cfg: DictConfig) -> dict:
     train_rows, held_rows, record = sft_examples(cfg)  # bad data fails in seconds, before the model loads
     trusted = _check_base(cfg)
     checkpoints = checkpoint_dir(output_dir)
-    args = _sft_arguments(cfg, checkpoints)  # sets up the process group: each process then knows its rank
+    # Sets up the process group: each process then knows its rank.
+    args = _sft_arguments(cfg, checkpoints, held_out=held_rows is not None)
     state = PartialState()
     resume = checkpoint_to_resume(cfg, checkpoints, settings, "train_sft_model")
 
@@ -201,17 +211,19 @@ def train_sft_model(cfg: DictConfig) -> dict:
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=train_rows, eval_dataset=held_rows,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
-    before = trainer.evaluate()["eval_loss"] if held_rows is not None and resume is None else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    before = next((e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == 0),
+                  None)
     after = trainer.evaluate()["eval_loss"] if held_rows is not None else None
-    summary = _finalize(trainer, cfg, tokenizer, record, output_dir, checkpoints, settings, {
+    summary = _finalize(trainer, cfg, tokenizer, record, output_dir, checkpoints, settings, trusted=trusted, summary={
         "name": cfg.name, "domain": cfg.domain, "base_model": cfg.model.model_name_or_path,
         "steps": trainer.state.global_step, "train_problems": len(record["train"]),
         "held_out_problems": len(record["held_out"]), "train_examples": len(train_rows),
         "held_out_loss_before": None if before is None else round(before, 4),
         "held_out_loss_after": None if after is None else round(after, 4),
         "seconds": round(time.perf_counter() - started, 1),
+        "deepspeed": deepspeed_settings(trainer),
         "warnings": learning_warnings([e for e in trainer.state.log_history if "loss" in e]),
     })
     if state.is_main_process:
@@ -219,18 +231,50 @@ def train_sft_model(cfg: DictConfig) -> dict:
     return summary
 
 
+@contextlib.contextmanager
+def _outside_zero3() -> Iterator[None]:
+    """Load models whole in this process while a ZeRO-3 run is active: transformers partitions every model it loads
+    as long as its DeepSpeed config is registered (a module-level weak reference, with no public way to restore)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = registered
+
+
+def _merged_model(cfg: DictConfig, saved: Path, trusted: bool) -> Any:
+    """The standalone causal LM of a finished run, built on the CPU from what `save_model` wrote: the base with the
+    saved LoRA adapter merged in, in the base's stored dtype (full fine-tuning: the saved model itself).
+
+    Never `trainer.model.merge_and_unload()`: under ZeRO-3 the main process holds only its partition of each weight
+    (empty tensors), while `save_model` gathers the full adapter (`stage3_gather_16bit_weights_on_model_save`)."""
+    from peft import PeftModel
+
+    from reward_transfer.merging import stored_dtype
+
+    if not cfg.model.lora.enable:
+        return load_causal_lm(str(saved), device="cpu", dtype=stored_dtype(str(saved)), trust_remote_code=trusted)
+    base = load_causal_lm(cfg.model.model_name_or_path, device="cpu", dtype=torch.float32, trust_remote_code=trusted)
+    merged = PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
+    return merged.to(stored_dtype(cfg.model.model_name_or_path))
+
+
 def _finalize(trainer: Any, cfg: DictConfig, tokenizer: Any, record: dict, output_dir: Path, checkpoints: Path,
-              settings: dict, summary: dict) -> dict:
+              settings: dict, summary: dict, trusted: bool) -> dict:
     """The merged causal LM, tokenizer, logs and records into a staging dir, swapped in as output_dir."""
     from reward_transfer.merging import copy_remote_code
 
     state = PartialState()
-    model = trainer.model
+    saved = checkpoints / "saved"
+    trainer.save_model(str(saved))  # collective: gathers ZeRO-3 partitions; writes on the main process only
     if state.is_main_process:
         staging = checkpoints / "final"
         shutil.rmtree(staging, ignore_errors=True)
-        merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-        merged.save_pretrained(staging)
+        with _outside_zero3():
+            _merged_model(cfg, saved, trusted).save_pretrained(staging)
         write_legacy_rope_scaling(staging)
         tokenizer.save_pretrained(staging)
         copy_remote_code(cfg.model.model_name_or_path, staging)

@@ -385,6 +385,7 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
         "padding_share": round(1 - collator.real_tokens / max(collator.padded_tokens, 1), 4),
         "tokens_per_second": round(collator.real_tokens / max(seconds, 1e-9), 1),
         "pairs": stats.__dict__,
+        "deepspeed": deepspeed_settings(trainer),
         "warnings": learning_warnings(train_logs),
     }
     if state.is_main_process:
@@ -410,6 +411,16 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
     return summary
 
 
+def deepspeed_settings(trainer: Any) -> dict | None:
+    """What the DeepSpeed engine of a launched run actually uses (None without DeepSpeed): its ZeRO stage, the
+    model's dtype and the dtype micro-step gradients accumulate in (the launch configs ask for fp32)."""
+    if not getattr(trainer, "is_deepspeed_enabled", False) or trainer.deepspeed is None:
+        return None
+    model_dtype, grad_accum_dtype = trainer.deepspeed.get_data_types()
+    return {"zero_stage": int(trainer.deepspeed.zero_optimization_stage()), "model_dtype": str(model_dtype),
+            "grad_accum_dtype": str(grad_accum_dtype)}
+
+
 def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
     lines = [
         f"reward model '{summary['name']}' trained -> {output_dir}",
@@ -420,6 +431,8 @@ def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
         f"final batch accuracy {summary['final_accuracy']}, {summary['seconds']} s",
         f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), "
         f"padding {100 * summary['padding_share']:.1f}% of the batches",
+        *([f"  DeepSpeed: ZeRO-{ds['zero_stage']}, model {ds['model_dtype']}, gradients accumulated in "
+           f"{ds['grad_accum_dtype']}"] if (ds := summary.get("deepspeed")) else []),
         f"  head '{summary['head']}' saved with the model; log: {output_dir / 'log_history.json'}",
         *(f"  WARNING: {warning}" for warning in summary.get("warnings", [])),
     ]

@@ -2,10 +2,15 @@
 of a ground-truth RM that trains, evaluates and is reported; bad input is one line; a killed run resumes."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+import torch
+from conftest import REPO_ROOT, free_port
+from safetensors.torch import load_file
+from training_helpers import OFFLINE_ENV
 from datasets import load_from_disk
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -102,6 +107,9 @@ def test_a_killed_sft_run_resumes_from_its_last_complete_checkpoint(tiny_models,
     capsys.readouterr()
     summary = train_sft_model(compose_config("train_sft_model", "demo_math", [*overrides, "train.resume=true"]))
     assert "resuming from step 4" in capsys.readouterr().out and summary["steps"] == 6
+    # The loss before training was measured at step 0 and travelled with the checkpoints.
+    assert summary["held_out_loss_before"] is not None
+    assert summary["held_out_loss_after"] < summary["held_out_loss_before"]
 
 
 def test_the_ground_truth_rm_of_an_sft_model_trains_evaluates_and_is_reported(tiny_models, tmp_path):
@@ -136,3 +144,28 @@ def test_sft_of_the_internlm2_stand_in_keeps_its_remote_code_and_tokenizer(tmp_p
     assert json.loads((out / "config.json").read_text())["rope_scaling"] == {"type": "dynamic", "factor": 2.0}
     model, _ = load_reward_model(str(out), init="causal_lm_new_head")
     assert type(model).__name__ == "InternLM2ForSequenceClassification"
+
+
+def test_sft_under_deepspeed_zero3_on_two_processes_writes_the_whole_merged_model(tiny_models, math_pairs, tmp_path):
+    """ZeRO-3 partitions every weight over the processes: the merged model is built from what `save_model` gathers,
+    in the base's own dtype (untouched weights stay bit-identical to the base), and the held-out loss before
+    training comes from the training engine (evaluating before `train()` is refused under DeepSpeed)."""
+    out = tmp_path / "zero3"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file=deepspeed/3_2GPU.yaml",
+               "--num_processes", "2", "--main_process_port", str(free_port()), "train_sft_model.py",
+               "--config-name=demo_math", *sft_overrides(tiny_models, math_pairs, out, "train.max_steps=2",
+                                                          "model.dtype=bfloat16")]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["deepspeed"] == {"zero_stage": 3, "model_dtype": "torch.bfloat16",
+                                    "grad_accum_dtype": "torch.float32"}
+    assert summary["held_out_loss_before"] is not None and summary["held_out_loss_after"] is not None
+    trained, base = load_file(str(out / "model.safetensors")), load_file(str(tiny_models["lm"] / "model.safetensors"))
+    assert trained.keys() == base.keys()
+    for name, weight in base.items():
+        assert trained[name].shape == weight.shape and trained[name].dtype == weight.dtype, name
+    untouched = [n for n in base if "norm" in n or "embed" in n or "lm_head" in n]
+    assert untouched and all(torch.equal(trained[n], base[n]) for n in untouched)
+    adapted = [n for n in base if n.endswith("proj.weight")]
+    assert adapted and all(not torch.equal(trained[n], base[n]) for n in adapted)

@@ -350,20 +350,42 @@ def test_the_script_reports_bad_input_in_one_line_with_exit_code_1(tmp_path):
 # --- launchers -----------------------------------------------------------------------------------------------
 
 
-def test_training_under_accelerate_with_two_cpu_processes(tiny_models, pairs_dir, tmp_path):
-    # accelerate 1.15 starts ONE process for `--cpu --num_processes 2` unless MPI is installed; its torchrun
-    # launcher (`--multi_gpu`) starts two, which train as DDP over gloo on this GPU-less machine.
-    out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--main_process_port", str(free_port()),
-               "--mixed_precision", "no", "--dynamo_backend", "no", "train_reward_model.py", "--config-name=demo_math",
-               *tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=2", "train.per_device_train_batch_size=2"),
-               f"hydra.run.dir={tmp_path / 'hydra'}"]
+def test_the_grids_deepspeed_launch_trains_in_bf16_and_accumulates_gradients_in_fp32(tiny_models, pairs_dir,
+                                                                                      tmp_path):
+    """The grid's own launcher (`accelerate launch --config_file=deepspeed/1_1GPU.yaml`), two processes on this CPU
+    (DeepSpeed's CPU accelerator, gloo), the model in bf16 as on the GPU: the engine's effective settings, read from
+    the engine itself, say that the 16 micro-steps' gradients add up in fp32, not in DeepSpeed's default (the model
+    dtype)."""
+    out = tmp_path / "zero1"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file=deepspeed/1_1GPU.yaml",
+               "--num_processes", "2", "--main_process_port", str(free_port()), "train_reward_model.py",
+               "--config-name=demo_math",
+               *tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=2", "train.per_device_train_batch_size=2",
+                         "train.gradient_accumulation_steps=2", "model.dtype=bfloat16")]
     result = subprocess.run(command, cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "adapter_model.safetensors").exists() and (out / "log_history.json").exists()
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["steps"] == 2 and summary["num_processes"] == 2
+    assert summary["deepspeed"] == {"zero_stage": 1, "model_dtype": "torch.bfloat16",
+                                    "grad_accum_dtype": "torch.float32"}
+    assert "gradients accumulated in torch.float32" in result.stdout
+
+
+@pytest.mark.parametrize("launch_config", sorted(p.name for p in (REPO_ROOT / "deepspeed").glob("*.yaml")))
+def test_every_launch_config_asks_deepspeed_for_fp32_gradient_accumulation(launch_config):
+    """What DeepSpeed's own config parser reads from the file each launch config names."""
+    import yaml
+    from deepspeed.runtime.config import DeepSpeedConfig, DtypeEnum
+
+    launch = yaml.safe_load((REPO_ROOT / "deepspeed" / launch_config).read_text())
+    config = json.loads((REPO_ROOT / launch["deepspeed_config"]["deepspeed_config_file"]).read_text())
+    concrete = {**config, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 16,
+                "train_batch_size": 32, "gradient_clipping": 1.0, "bf16": {"enabled": True}, "fp16": {"enabled": False}}
+    parsed = DeepSpeedConfig(concrete)  # world size 1 without a process group
+    assert DtypeEnum(parsed.grad_accum_dtype).value == torch.float32
+    assert parsed.zero_optimization_stage == int(launch_config[0])
+    assert "mixed_precision" not in launch  # set by the Trainer from the hardware (a file config refuses both)
 
 
 def test_trl_conversational_preference_data_trains_directly(tiny_models, tmp_path):
