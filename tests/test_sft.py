@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO_ROOT, free_port
-from safetensors.torch import load_file
-from training_helpers import OFFLINE_ENV
 from datasets import load_from_disk
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from safetensors.torch import load_file
+from training_helpers import OFFLINE_ENV
 
 from reward_transfer.errors import UserError
 from reward_transfer.generation import generate_preference_data
