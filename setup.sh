@@ -17,6 +17,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # A current pip reads the index's separate metadata files (PEP 714): resolving is 2x faster than with 23.x.
 "${PIP[@]}" install -U "pip>=25"
 "${PIP[@]}" install -r requirements.txt -r "requirements-$KIND.txt"
+# On a GPU box: can the host's NVIDIA driver run this torch's CUDA build? If not, say what to rent, stop here.
+[ "$KIND" = cpu ] || "$VENV/bin/python" -m reward_transfer.driver_check
 # DeepSpeed builds its wheel against the torch already installed; with build isolation pip would
 # fetch a second (CUDA, multi-GB) torch into the build environment.
 "${PIP[@]}" install --no-build-isolation -r requirements-deepspeed.txt

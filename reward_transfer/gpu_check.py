@@ -1,6 +1,7 @@
 """`make gpu-check`: the checks to run on a CUDA machine before a 50-hour paper run, offline, in minutes.
 
 One line per check (PASS / FAIL / SKIP with why), exit 1 on any failure, at once without CUDA:
+  driver     first: the host's NVIDIA driver runs the installed torch's CUDA build (else: what to rent instead)
   versions   torch / transformers on this box inside the supported range
   internlm2  the InternLM2 remote-code stand-in on the GPU in bf16: the project's scores = its own get_scores
   vllm       the vLLM backend generates on the tiny LM (skipped where vLLM is not installed)
@@ -129,6 +130,23 @@ def _run(report: Report, name: str, command: list[str], env: dict, cwd: Path, su
     report.line("FAIL", name, seconds, f"exit {result.returncode}: " + " | ".join(tail))
 
 
+def check_driver(report: Report) -> bool:
+    """First: can this host's driver run the installed torch's CUDA build at all? (Else nothing else can run.)"""
+    from importlib import metadata
+
+    from reward_transfer import driver_check
+
+    torch_cuda = driver_check.torch_cuda_version()
+    if torch_cuda is None:
+        return True  # a CPU build: "no CUDA device" below says the rest
+    driver_cuda, driver = driver_check.driver_cuda_version(), driver_check.driver_version()
+    problem = driver_check.check(driver_cuda, torch_cuda, driver, metadata.version("torch"))
+    detail = problem or (f"driver {driver} supports CUDA {driver_cuda[0]}.{driver_cuda[1]}, torch is a CUDA "
+                         f"{torch_cuda[0]}.{torch_cuda[1]} build")
+    report.line("FAIL" if problem else "PASS", "driver", 0.0, detail)
+    return problem is None
+
+
 def check_versions(report: Report) -> None:
     import torch
     import transformers
@@ -177,11 +195,13 @@ def main() -> int:
     if sys.argv[1:2] == ["wheels"]:
         return download_wheels(sys.argv[2] if len(sys.argv) > 2 else f"{sys.version_info[0]}.{sys.version_info[1]}")
     _bootstrap()
-    try:
-        import torch
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
         print("gpu-check: torch is not installed; run ./setup.sh (or use an image with torch)", file=sys.stderr)
         return 1
+    if not check_driver(Report()):
+        return 1
+    import torch
+
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA device visible: it checks the GPU paths (bf16, vLLM, DeepSpeed) and needs an "
               "NVIDIA GPU; nothing was run", file=sys.stderr)

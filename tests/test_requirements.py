@@ -87,3 +87,17 @@ def test_transformers_pin_is_inside_vllms_range():
     version = Version(pins(["requirements.txt"])["transformers"])
     assert Version("5.16.1") <= version < Version("5.21")
     assert pins(["requirements-gpu.txt"])["vllm"] == "0.33.0"
+
+
+@pytest.mark.slow
+def test_the_gpu_torch_is_the_cuda_build_the_driver_check_and_docs_assume(resolutions):
+    """The resolved GPU torch's own metadata names its CUDA runtime: 13.0 for torch 2.14.0 (auto_gpu.md's
+    `cuda_vers>=13.0`, the driver check's minimum)."""
+    from reward_transfer.driver_check import cuda_of_requirements
+
+    code, output, report = resolutions["gpu"]
+    if code != 0 and any(marker in output for marker in NETWORK_ERRORS):
+        pytest.skip(f"the package index is not reachable: {output.strip().splitlines()[-1]}")
+    torch = next(item["metadata"] for item in json.loads(report.read_text())["install"]
+                 if item["metadata"]["name"] == "torch")
+    assert cuda_of_requirements(torch.get("requires_dist", [])) == (13, 0)
