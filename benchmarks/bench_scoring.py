@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
-from reward_transfer.conversations import encode_conversation
+from reward_transfer.conversations import encode_for_scoring
 from reward_transfer.models import reward_token_id
-from reward_transfer.scoring import load_reward_model, score_pairs_with_stats
+from reward_transfer.scoring import load_reward_model, model_context, score_pairs_with_stats
 from reward_transfer.tiny import CORPUS, ensure_tiny_models
 
 
@@ -37,15 +37,15 @@ def make_pairs(problems: int, candidates: int, pairs_per_problem: int, seed: int
     return rows
 
 
-def score_original(model, tokenizer, problems, accepted, rejected, max_length: int) -> tuple[list, list, int]:
-    """The original evaluation loop: each pair, chosen then rejected, one unpadded forward each."""
+def score_original(model, tokenizer, problems, accepted, rejected, budget: int) -> tuple[list, list, int]:
+    """The original evaluation loop: each pair, chosen then rejected, one unpadded forward each (same protocol)."""
     device = next(model.parameters()).device
     extra = reward_token_id(model)
     chosen, rejected_scores, tokens = [], [], 0
     with torch.inference_mode():
         for problem, good, bad in zip(problems, accepted, rejected, strict=True):
             for answer, out in ((good, chosen), (bad, rejected_scores)):
-                ids = encode_conversation(tokenizer, problem, answer, max_length, extra).input_ids[:max_length]
+                ids = encode_for_scoring(tokenizer, problem, answer, budget, extra).input_ids
                 tokens += len(ids)
                 out.append(model(input_ids=torch.tensor([ids], device=device)).logits[0, 0].float().item())
     return chosen, rejected_scores, tokens
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=6)
     parser.add_argument("--pairs-per-problem", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--max-length", type=int, default=None, help="length budget (default: the model's context)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (1 avoids thread thrashing on a busy shared machine)")
@@ -77,8 +77,8 @@ def main() -> None:
 
     score_pairs_with_stats(model, tokenizer, problems[:8], accepted[:8], rejected[:8], progress=False)  # warm-up
     started = time.perf_counter()
-    base_chosen, base_rejected, base_tokens = score_original(model, tokenizer, problems, accepted, rejected,
-                                                             args.max_length)
+    budget = args.max_length or model_context(model, tokenizer)
+    base_chosen, base_rejected, base_tokens = score_original(model, tokenizer, problems, accepted, rejected, budget)
     base_seconds = time.perf_counter() - started
     ours = score_pairs_with_stats(model, tokenizer, problems, accepted, rejected, batch_size=args.batch_size,
                                   max_length=args.max_length, progress=False)

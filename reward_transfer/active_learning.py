@@ -44,7 +44,8 @@ class SelectionDatasetConfig:
     # Round 1: the pool is the train split's seeded sample of this many pairs, the very rows training reads with
     # dataset.max_examples=<pool_size> and the same seed (Table 1's 60k). None: the whole train split.
     pool_size: int | None = None
-    batch_size: int = 16
+    batch_size: int = 16  # conversations per forward pass at most
+    max_batch_tokens: int = 16384  # padded tokens per forward pass at most (long conversations: smaller batches)
     columns: dict[str, str] = field(default_factory=dict)  # round 1: the pool's own names of the pair roles
 
 
@@ -68,7 +69,8 @@ class ActiveDataSelectionConfig:
 
 register_schema("active_data_selection", ActiveDataSelectionConfig)
 # How fast or where a selection runs, never which pairs it picks (plus rerun.COMMON_RESUMABLE_KEYS).
-RESUMABLE_KEYS = ("dataset.batch_size", "dataset.output_dataset_name_or_path", "model.device")
+RESUMABLE_KEYS = ("dataset.batch_size", "dataset.max_batch_tokens", "dataset.output_dataset_name_or_path",
+                  "model.device")
 
 
 def select_by_margin(margins: Sequence[float], n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -162,7 +164,8 @@ def _check_request(cfg: DictConfig, pool: PoolState, source: str) -> None:
         raise UserError(f"dataset.max_to_look_at={cap} is smaller than dataset.pairs_to_select={n}")
 
 
-def _margins(cfg: DictConfig, pairs: Dataset) -> np.ndarray:
+def _margins(cfg: DictConfig, pairs: Dataset) -> tuple[np.ndarray, dict[str, Any]]:
+    """|chosen − rejected| of each pair, and what the length budget did to the pairs (`PairScores.cut_summary`)."""
     from reward_transfer.scoring import (  # torch: only to score
         load_reward_model,
         process_state,
@@ -173,23 +176,33 @@ def _margins(cfg: DictConfig, pairs: Dataset) -> np.ndarray:
         cfg.model.model_name_or_path, device=cfg.model.device or process_state().device, dtype=cfg.model.dtype,
         tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
     scored = score_pairs_with_stats(model, tokenizer, pairs["problem"], pairs["accepted"], pairs["rejected"],
-                                    batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length)
-    return np.abs(np.asarray(scored.chosen) - np.asarray(scored.rejected))
+                                    batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
+                                    max_batch_tokens=cfg.dataset.max_batch_tokens)
+    return np.abs(np.asarray(scored.chosen) - np.asarray(scored.rejected)), scored.cut_summary()
 
 
-def choose(cfg: DictConfig, rest: Dataset, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None,
-                                                                               np.ndarray]:
-    """(picked indices into `rest`, margins of the scanned pairs or None, scanned indices into `rest`)."""
+@dataclass
+class Choice:
+    """One round's picks (indices into U), the scanned pairs and their margins (None: chosen without scoring)."""
+
+    picked: np.ndarray
+    scanned: np.ndarray
+    margins: np.ndarray | None = None
+    scoring: dict[str, Any] | None = None  # the length budget and the pairs it cut
+
+
+def choose(cfg: DictConfig, rest: Dataset, rng: np.random.Generator) -> Choice:
+    """Scan (a seeded share of) U, score it, and pick this round's pairs by the strategy."""
     n, cap = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at
     if cfg.selection.strategy == "random":
-        return select_random(len(rest), n, rng), None, np.arange(len(rest))
+        return Choice(select_random(len(rest), n, rng), np.arange(len(rest)))
     scanned = rng.permutation(len(rest))[:cap]
-    margins = _margins(cfg, _rows(rest, scanned))
+    margins, scoring = _margins(cfg, _rows(rest, scanned))
     if cfg.selection.strategy == "margin":
         local = select_by_margin(margins, n, cfg.selection.temperature, rng)
     else:
         local = select_argmin(margins, n)
-    return scanned[local], margins, scanned
+    return Choice(scanned[local], scanned, margins, scoring)
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
@@ -268,7 +281,8 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
     if done is not None:
         return done
     rng = np.random.default_rng([cfg.seed, round_number])
-    picked, margins, scanned = choose(cfg, pool.rest, rng)
+    choice = choose(cfg, pool.rest, rng)
+    picked, margins, scanned = choice.picked, choice.margins, choice.scanned
 
     picked_set = set(picked.tolist())
     chosen = _rows(pool.rest, picked)
@@ -286,6 +300,7 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
         "pool_left_before": len(pool.rest),
         "scanned": len(scanned),
         "selected_this_round": len(chosen),
+        **({"scoring": choice.scoring} if choice.scoring else {}),
         "selected_total": len(selected),
         "pool_left_after": len(rest),
         **summarize(cfg.domain, chosen, _rows(pool.rest, scanned) if margins is not None else pool.rest,
@@ -321,6 +336,11 @@ def _summary_text(summary: dict[str, Any], target: str) -> str:
         f"pool left {summary['pool_left_before']} → scanned {summary['scanned']} → selected "
         f"{summary['selected_this_round']} (total {summary['selected_total']}, left {summary['pool_left_after']})",
     ]
+    if "scoring" in summary:
+        from reward_transfer.evaluation import describe_cuts
+
+        lines.append(f"scoring: length budget {summary['scoring']['length_budget']} tokens, "
+                     f"{describe_cuts(summary['scoring'])}")
     if "margin" in summary:
         margin = summary["margin"]
         lines.append(f"margin: selected mean {margin['selected']['mean']:.4f} median {margin['selected']['median']:.4f}"

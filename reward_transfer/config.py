@@ -40,7 +40,9 @@ class ScoringModelConfig:
     trust_remote_code: bool | None = None
     device: str | None = None
     dtype: str = "auto"
-    max_length: int = 1024
+    # The length budget of a scored conversation (null: the model's context, as the original scored whole
+    # conversations); a longer one loses the start of its prompt, never an answer's end or the reward token.
+    max_length: int | None = None
 
 
 def register_schema(group_name: str, node: type) -> None:

@@ -38,7 +38,8 @@ MODES = ("pairs", "best_of_n")
 class EvalDatasetConfig:
     datasets: list[DatasetSpec] = field(default_factory=list)
     max_examples: int | None = None
-    batch_size: int = 16
+    batch_size: int = 16  # conversations per forward pass at most
+    max_batch_tokens: int = 16384  # padded tokens per forward pass at most (long conversations: smaller batches)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class EvalConfig:
 
 register_schema("eval", EvalConfig)
 # How fast or where an evaluation runs, never its results (plus rerun.COMMON_RESUMABLE_KEYS).
-RESUMABLE_KEYS = ("dataset.batch_size", "model.device", "save_scores")
+RESUMABLE_KEYS = ("dataset.batch_size", "dataset.max_batch_tokens", "model.device", "save_scores")
 
 
 def pair_kind(domain: str | None, accepted_score: float | None, rejected_score: float | None) -> str | None:
@@ -114,6 +115,24 @@ def pair_metrics(chosen: Sequence[float], rejected: Sequence[float], kinds: Sequ
     return metrics
 
 
+def check_scoring_budget(cfg: DictConfig) -> None:
+    """A scoring stage's length budget leaves room for the chat template and an answer."""
+    if cfg.model.max_length is not None and cfg.model.max_length < 32:
+        raise UserError(f"model.max_length: {cfg.model.max_length} is too small (at least 32, or null: the model's "
+                        "context)")
+    if cfg.dataset.max_batch_tokens < 1:
+        raise UserError(f"dataset.max_batch_tokens must be at least 1, got {cfg.dataset.max_batch_tokens}")
+
+
+def describe_cuts(results: dict[str, Any]) -> str:
+    """One phrase for what the length budget did to the pairs (results.json / the selection summary)."""
+    cut, identical = results["pairs_cut"], results["pairs_scored_on_identical_inputs"]
+    if not any(cut.values()) and not identical:
+        return "no pair cut"
+    return (f"{cut['prompt_start']} pairs cut at the prompt's start, {cut['answer_start']} at an answer's start "
+            f"(prompt dropped), {identical} scored on identical inputs")
+
+
 def _load_model(cfg: DictConfig):
     device = cfg.model.device or process_state().device
     options = {"tokenizer_name_or_path": cfg.model.tokenizer_name_or_path,
@@ -126,8 +145,7 @@ def _check(cfg: DictConfig) -> None:
         raise UserError(f"mode: '{cfg.mode}' is not one of {', '.join(MODES)}")
     if cfg.dataset.batch_size < 1:
         raise UserError(f"dataset.batch_size must be at least 1, got {cfg.dataset.batch_size}")
-    if cfg.model.max_length < 8:
-        raise UserError(f"model.max_length is too small: {cfg.model.max_length}")
+    check_scoring_budget(cfg)
     if cfg.dataset.max_examples is not None and cfg.dataset.max_examples < 1:
         raise UserError(f"dataset.max_examples must be positive or null, got {cfg.dataset.max_examples}")
 
@@ -161,7 +179,8 @@ def _evaluate_pairs(cfg: DictConfig) -> dict[str, Any]:
     pairs = load_datasets(cfg.dataset.datasets, cfg.dataset.max_examples, cfg.seed, required_columns=PAIR_COLUMNS)
     model, tokenizer = _load_model(cfg)
     scored = score_pairs_with_stats(model, tokenizer, pairs["problem"], pairs["accepted"], pairs["rejected"],
-                                    batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length)
+                                    batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
+                                    max_batch_tokens=cfg.dataset.max_batch_tokens)
     kinds = _pair_kinds(pairs, cfg.domain)
     results = pair_metrics(scored.chosen, scored.rejected, kinds, cfg.bootstrap_samples, cfg.seed)
     if "subset" in pairs.column_names:  # RewardBench-style data: accuracy per subset as well
@@ -171,8 +190,7 @@ def _evaluate_pairs(cfg: DictConfig) -> dict[str, Any]:
         "data": [OmegaConf.to_container(spec) for spec in cfg.dataset.datasets],
         "max_examples": cfg.dataset.max_examples,
         "distinct_conversations": scored.distinct,
-        "truncated_conversations": scored.truncated,
-        "max_length": cfg.model.max_length,
+        **scored.cut_summary(),
         "seconds": round(scored.seconds, 2),
         "pairs_per_second": round(len(pairs) / max(scored.seconds, 1e-9), 2),
     })
@@ -248,14 +266,16 @@ def _evaluate_best_of_n(cfg: DictConfig) -> dict[str, Any]:
     indices = candidates["candidate_index"] if "candidate_index" in candidates.column_names else range(len(candidates))
     model, tokenizer = _load_model(cfg)
     scored = score_conversations(model, tokenizer, candidates["problem"], candidates["response"],
-                                 batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length)
+                                 batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
+                                 max_batch_tokens=cfg.dataset.max_batch_tokens)
     results = best_of_n_metrics(candidates["problem_id"], list(indices), scored.scores.tolist(),
                                 candidates["correct"], cfg.bootstrap_samples, cfg.seed)
     results.update({
         "accuracy": results["best_of_n_accuracy"],
         "data": source,
         "split": cfg.best_of_n.split,
-        "truncated_conversations": scored.truncated,
+        "length_budget": scored.budget,
+        "candidates_cut": scored.cut_counts(),
         "seconds": round(scored.seconds, 2),
     })
     return results
@@ -287,8 +307,8 @@ def _summary(results: dict[str, Any], path: Path) -> str:
             f"accuracy {results['accuracy']:.4f}  (95% CI {low:.4f}–{high:.4f})   "
             f"{results['correct']}/{results['num_pairs']} pairs, {results['ties']} ties, "
             f"mean margin {results['mean_margin']:.4f}",
-            f"{results['distinct_conversations']} distinct conversations, {results['truncated_conversations']} "
-            f"truncated to {results['max_length']} tokens, {results['pairs_per_second']} pairs/s",
+            f"{results['distinct_conversations']} distinct conversations, {results['pairs_per_second']} pairs/s; "
+            f"length budget {results['length_budget']} tokens: {describe_cuts(results)}",
         ]
         for kind, row in results.get("accuracy_by_kind", {}).items():
             lines.append(f"  {kind:<22} {row['accuracy']:.4f}  ({row['num_pairs']} pairs, {row['ties']} ties)")

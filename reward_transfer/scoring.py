@@ -5,11 +5,13 @@ scored once (generated pair data reuses answers), in length-sorted batches, stre
 does not grow with the data, and split across processes under `accelerate launch`.
 """
 
+import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,17 +19,19 @@ from accelerate import PartialState
 from accelerate.utils import gather_object, parse_flag_from_env
 from tqdm.auto import tqdm
 
-from reward_transfer.conversations import encode_conversation, problem_key
+from reward_transfer.conversations import CUT_NAMES, encode_for_scoring, problem_key
 from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model, reward_token_id, unwrap_model
 
-__all__ = ["PairScores", "ScoredConversations", "load_reward_model", "process_state", "score_conversations",
-           "score_pairs", "score_pairs_with_stats"]
+__all__ = ["PairScores", "ScoredConversations", "load_reward_model", "model_context", "process_state",
+           "score_conversations", "score_pairs", "score_pairs_with_stats", "token_budget_batches"]
 
 log = logging.getLogger(__name__)
 
 # Conversations tokenized, sorted and scored together; bounds memory whatever the number of pairs.
 CHUNK_SIZE = 4096
+# Padded tokens per forward pass by default (16 conversations of 1024 tokens, or 2 of 8192).
+DEFAULT_BATCH_TOKENS = 16384
 
 
 @dataclass
@@ -35,22 +39,36 @@ class ScoredConversations:
     """One score per requested conversation, plus what the scoring had to do to get it."""
 
     scores: np.ndarray
+    cuts: np.ndarray  # per requested conversation: CUT_NONE | CUT_PROMPT | CUT_ANSWER (conversations.py)
+    input_hashes: np.ndarray  # per requested conversation: a hash of the token ids scored (pair sides compared)
     distinct: int
-    truncated: int
     tokens: int
     seconds: float
+    budget: int
+
+    def cut_counts(self, rows: Sequence[int] | None = None) -> dict[str, int]:
+        """How many (distinct, or of `rows`) conversations lost the start of their prompt / of their answer."""
+        cuts = self.cuts if rows is None else self.cuts[np.asarray(rows, dtype=np.int64)]
+        return {name: int((cuts == code).sum()) for code, name in CUT_NAMES.items()}
 
 
 @dataclass
 class PairScores:
-    """Chosen and rejected scores of each pair, plus the scoring statistics."""
+    """Chosen and rejected scores of each pair, plus what scoring did to them (see `cut_summary`)."""
 
     chosen: list[float]
     rejected: list[float]
     distinct: int
-    truncated: int
     tokens: int
     seconds: float
+    budget: int
+    cuts: dict[str, int]  # pairs with a side cut at the prompt's start / at the answer's start
+    identical_inputs: int  # pairs whose two sides were scored on the same token ids (ties by construction)
+
+    def cut_summary(self) -> dict[str, Any]:
+        """The record results.json and the selection summary keep: the budget and every pair it cut, and how."""
+        return {"length_budget": self.budget, "pairs_cut": self.cuts, "pairs_scored_on_identical_inputs":
+                self.identical_inputs}
 
 
 def process_state() -> PartialState:
@@ -74,9 +92,19 @@ def _forward_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return logits.float()
 
 
-def _batches(order: Sequence[int], batch_size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+def token_budget_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices, longest first, in batches of at most `batch_size` rows whose padded size (rows × longest row) stays
+    within `max_batch_tokens`; a row longer than that alone is a batch of one. Long conversations never share a
+    batch that would run out of memory, short ones fill theirs."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] \
+                <= max_batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
 
 
 def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,33 +135,50 @@ def _prepare(model, tokenizer) -> int:
     return pad_id
 
 
-def _score_shard(model, tokenizer, conversations: list[tuple[str, str]], batch_size: int, max_length: int,
-                 advance) -> tuple[np.ndarray, int, int]:
-    """Scores of `conversations` (in order), how many were truncated, and the tokens scored."""
+def model_context(model, tokenizer) -> int:
+    """The longest input the model takes: its config's `max_position_embeddings` (else the tokenizer's limit)."""
+    config = unwrap_model(model).config.get_text_config()
+    for value in (getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)):
+        if isinstance(value, int) and 0 < value < 10_000_000:
+            return value
+    raise UserError("the model's context length is unknown (no max_position_embeddings): set model.max_length")
+
+
+@dataclass
+class _Shard:
+    scores: np.ndarray
+    cuts: np.ndarray
+    hashes: np.ndarray
+    tokens: int
+
+
+def _score_shard(model, tokenizer, conversations: list[tuple[str, str]], batch_size: int, budget: int,
+                 max_batch_tokens: int, advance) -> _Shard:
+    """Scores of `conversations` (in order), how each was cut to the budget, a hash of its ids, tokens scored."""
     pad_id = _prepare(model, tokenizer)
     token_to_append = reward_token_id(model)
     device = next(model.parameters()).device
-    scores = np.empty(len(conversations), dtype=np.float64)
-    truncated = tokens = 0
+    shard = _Shard(np.empty(len(conversations)), np.zeros(len(conversations), dtype=np.int8),
+                   np.empty(len(conversations), dtype=np.uint64), 0)
     with torch.inference_mode():
         for chunk_start in range(0, len(conversations), CHUNK_SIZE):
             chunk = range(chunk_start, min(chunk_start + CHUNK_SIZE, len(conversations)))
-            encoded = []
-            for index in chunk:
-                item = encode_conversation(tokenizer, *conversations[index], max_length=max_length,
-                                           reward_token_id=token_to_append)
-                truncated += item.truncated
-                # A prompt alone longer than max_length: training drops such a pair, scoring still owes a
-                # score, so it reads the first max_length tokens.
-                encoded.append(item.input_ids[:max_length])
-            # Longest first: padding stays small and an out-of-memory batch shows up at once.
-            order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-            for batch in _batches(order, batch_size):
-                rows = [encoded[i] for i in batch]
-                tokens += sum(len(ids) for ids in rows)
-                scores[[chunk[i] for i in batch]] = _forward_scores(model, *_pad(rows, pad_id, device)).cpu().numpy()
+            encoded = [encode_for_scoring(tokenizer, *conversations[i], budget, token_to_append) for i in chunk]
+            for offset, item in zip(chunk, encoded, strict=True):
+                shard.cuts[offset] = item.cut
+                shard.hashes[offset] = _ids_hash(item.input_ids)
+            for batch in token_budget_batches([len(e.input_ids) for e in encoded], batch_size, max_batch_tokens):
+                rows = [encoded[i].input_ids for i in batch]
+                shard.tokens += sum(len(ids) for ids in rows)
+                shard.scores[[chunk[i] for i in batch]] = _forward_scores(
+                    model, *_pad(rows, pad_id, device)).cpu().numpy()
                 advance(len(batch))
-    return scores, truncated, tokens
+    return shard
+
+
+def _ids_hash(ids: list[int]) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=8)
+                                    .digest(), "little"))
 
 
 def score_conversations(
@@ -142,21 +187,25 @@ def score_conversations(
     problems: Sequence[str],
     answers: Sequence[str],
     batch_size: int = 16,
-    max_length: int = 1024,
+    max_length: int | None = None,
+    max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     progress: bool = True,
     num_pairs: int | None = None,
 ) -> ScoredConversations:
     """Reward of each (problem, answer) conversation; duplicates are scored once, results come back in order.
 
-    Under `accelerate launch` each process scores a strided share of the distinct conversations and every
-    process receives all scores. Non-finite scores (a broken model) raise UserError. `num_pairs` (when the
-    conversations are pair sides) turns the progress bar's rate into pairs/s.
+    `max_length`: the length budget (None: the model's context); a longer conversation loses the start of its
+    prompt (`conversations.encode_for_scoring`). Batches hold at most `batch_size` conversations and
+    `max_batch_tokens` padded tokens. Under `accelerate launch` each process scores a strided share of the
+    distinct conversations and every process receives all scores. Non-finite scores (a broken model) raise
+    UserError. `num_pairs` (when the conversations are pair sides) turns the progress bar's rate into pairs/s.
     """
     if len(problems) != len(answers):
         raise ValueError(f"{len(problems)} problems but {len(answers)} answers")
-    if batch_size < 1:
-        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 1 or max_batch_tokens < 1:
+        raise UserError(f"batch_size and max_batch_tokens must be at least 1, got {batch_size}, {max_batch_tokens}")
     started = time.perf_counter()
+    budget = max_length or model_context(model, tokenizer)
     distinct_index: dict[tuple[str, str], int] = {}
     distinct = []
     slot = np.empty(len(problems), dtype=np.int64)
@@ -182,53 +231,55 @@ def score_conversations(
     was_training = model.training
     model.eval()
     try:
-        my_scores, truncated, tokens = _score_shard(model, tokenizer, mine, batch_size, max_length, advance)
+        shard = _score_shard(model, tokenizer, mine, batch_size, budget, max_batch_tokens, advance)
     finally:
         bar.close()
         model.train(was_training)
 
-    shares = gather_object([(state.process_index, my_scores, truncated, tokens)])
-    scores = np.empty(len(distinct), dtype=np.float64)
-    for rank, values, _, _ in shares:
-        scores[rank::state.num_processes] = values
-    bad = np.flatnonzero(~np.isfinite(scores))
+    shares = gather_object([(state.process_index, shard)])
+    merged = _Shard(np.empty(len(distinct)), np.zeros(len(distinct), dtype=np.int8),
+                    np.empty(len(distinct), dtype=np.uint64), sum(share.tokens for _, share in shares))
+    for rank, share in shares:
+        merged.scores[rank::state.num_processes] = share.scores
+        merged.cuts[rank::state.num_processes] = share.cuts
+        merged.hashes[rank::state.num_processes] = share.hashes
+    bad = np.flatnonzero(~np.isfinite(merged.scores))
     if len(bad):
         raise UserError(
-            f"the reward model gave non-finite scores (NaN/inf) for {len(bad)} of {len(scores)} conversations "
-            f"(first: answer starting {distinct[bad[0]][1][:60]!r}); refusing to use them"
+            f"the reward model gave non-finite scores (NaN/inf) for {len(bad)} of {len(merged.scores)} "
+            f"conversations (first: answer starting {distinct[bad[0]][1][:60]!r}); refusing to use them"
         )
-    return ScoredConversations(
-        scores=scores[slot],
-        distinct=len(distinct),
-        truncated=sum(share[2] for share in shares),
-        tokens=sum(share[3] for share in shares),
-        seconds=time.perf_counter() - started,
-    )
+    return ScoredConversations(scores=merged.scores[slot], cuts=merged.cuts[slot], input_hashes=merged.hashes[slot],
+                               distinct=len(distinct), tokens=merged.tokens, seconds=time.perf_counter() - started,
+                               budget=budget)
 
 
 def score_pairs_with_stats(model, tokenizer, problems: Sequence[str], accepted: Sequence[str],
-                           rejected: Sequence[str], batch_size: int = 16, max_length: int = 1024,
-                           progress: bool = True) -> PairScores:
-    """`score_pairs` plus the statistics (distinct conversations, truncated, tokens, time) for reports."""
+                           rejected: Sequence[str], batch_size: int = 16, max_length: int | None = None,
+                           max_batch_tokens: int = DEFAULT_BATCH_TOKENS, progress: bool = True) -> PairScores:
+    """`score_pairs` plus what scoring did: distinct conversations, tokens, time, the pairs the budget cut."""
     if not len(problems) == len(accepted) == len(rejected):
         raise ValueError("problems, accepted and rejected must have the same length")
     num = len(problems)
     scored = score_conversations(
         model, tokenizer, [*problems, *problems], [*accepted, *rejected], batch_size=batch_size,
-        max_length=max_length, progress=progress, num_pairs=num,
+        max_length=max_length, max_batch_tokens=max_batch_tokens, progress=progress, num_pairs=num,
     )
-    if scored.truncated:
-        log.info("%d of %d distinct conversations were longer than %d tokens and had their answer cut",
-                 scored.truncated, scored.distinct, max_length)
+    sides = scored.cuts.reshape(2, num)
+    cuts = {name: int((sides == code).any(axis=0).sum()) for code, name in CUT_NAMES.items()}
+    identical = int((scored.input_hashes[:num] == scored.input_hashes[num:]).sum())
+    if any(cuts.values()) or identical:
+        log.warning("of %d pairs, %d longer than the %d-token budget were scored without the start of their prompt "
+                    "and %d without the start of an answer (prompt dropped); %d scored on identical inputs", num,
+                    cuts["prompt_start"], scored.budget, cuts["answer_start"], identical)
     return PairScores(
         chosen=scored.scores[:num].tolist(), rejected=scored.scores[num:].tolist(), distinct=scored.distinct,
-        truncated=scored.truncated, tokens=scored.tokens, seconds=scored.seconds,
+        tokens=scored.tokens, seconds=scored.seconds, budget=scored.budget, cuts=cuts, identical_inputs=identical,
     )
 
 
 def score_pairs(model, tokenizer, problems: Sequence[str], accepted: Sequence[str], rejected: Sequence[str],
-                batch_size: int = 16, max_length: int = 1024) -> tuple[list[float], list[float]]:
+                batch_size: int = 16, max_length: int | None = None) -> tuple[list[float], list[float]]:
     """Rewards of the chosen and of the rejected answer of each pair, in fp32 precision, in input order."""
     scores = score_pairs_with_stats(model, tokenizer, problems, accepted, rejected, batch_size, max_length)
     return scores.chosen, scores.rejected
-

@@ -48,6 +48,22 @@ def test_pair_kinds_follow_the_labels():
     assert pair_kind("code", None, 0.0) is None
 
 
+def test_a_pair_whose_prompt_exceeds_the_budget_is_judged_on_its_answers_and_counted(tiny_models, tmp_path):
+    """Scoring once kept a prompt's first `max_length` tokens: both sides became the same prefix, a tie counted
+    wrong. Now the prompt's start is cut, the answers are judged, and results.json says how many pairs were cut."""
+    long_prompt = "Consider the following long statement and answer at the end. " * 40 + "What is 2+2?"
+    rows = {"problem": [long_prompt, "What is 3+3?"], "accepted": ["\\boxed{4}", "\\boxed{6}"],
+            "rejected": ["I think it is five, or maybe seven.", "7"], "pair_id": ["a", "b"]}
+    Dataset.from_dict(rows).to_json(tmp_path / "pairs.jsonl")
+    cfg = compose_config("eval", "demo_math", [f"model.model_name_or_path={tiny_models['rm']}",
+                                               f"dataset.datasets=[{{name_or_path:{tmp_path / 'pairs.jsonl'}}}]",
+                                               f"output_dir={tmp_path / 'eval'}", "model.max_length=96"])
+    results = evaluate(cfg)
+    assert results["ties"] == 0
+    assert results["length_budget"] == 96 and results["pairs_cut"] == {"prompt_start": 1, "answer_start": 0}
+    assert results["pairs_scored_on_identical_inputs"] == 0
+
+
 def test_evaluate_writes_results_and_per_pair_scores(tiny_models, tmp_path):
     data = write_pair_dataset(tmp_path / "pref-data-code", domain="code")
     cfg = compose_config("eval", "demo_code", [f"model.model_name_or_path={tiny_models['rm']}",

@@ -10,7 +10,7 @@ import torch
 from conftest import free_port
 from scoring_helpers import OFFLINE_ENV, REPO_ROOT
 
-from reward_transfer.conversations import encode_conversation
+from reward_transfer.conversations import CUT_ANSWER, CUT_PROMPT, encode_conversation, encode_for_scoring
 from reward_transfer.errors import UserError
 from reward_transfer.models import reward_token_id
 from reward_transfer.scoring import (
@@ -18,6 +18,7 @@ from reward_transfer.scoring import (
     score_conversations,
     score_pairs,
     score_pairs_with_stats,
+    token_budget_batches,
 )
 
 PROBLEMS = ["What is 2+2?", "Compute 17 times 23, showing every step. " * 6, "x", "Sort the list [3, 1, 2]."]
@@ -38,12 +39,10 @@ def internlm2_style_model(tmp_path_factory):
     return load_reward_model(str(build_tiny_internlm2(tmp_path_factory.mktemp("internlm2"))), device="cpu")
 
 
-def one_at_a_time(model, tokenizer, problem: str, answer: str, max_length: int = 1024) -> float:
-    """The original method: one conversation per forward, no padding at all."""
-    ids = encode_conversation(tokenizer, problem, answer, max_length, reward_token_id(model)).input_ids[:max_length]
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)
-                     ).logits[0, 0].item()
+def one_at_a_time(model, tokenizer, problem: str, answer: str) -> float:
+    """The original method: one conversation per forward, no padding at all (within the model's context)."""
+    budget = model.config.max_position_embeddings
+    return unpadded(model, encode_for_scoring(tokenizer, problem, answer, budget, reward_token_id(model)).input_ids)
 
 
 @pytest.mark.parametrize("family", ["reward_model", "internlm2_style_model"])
@@ -83,15 +82,50 @@ def test_duplicate_conversations_are_scored_once(reward_model):
     assert stats.rejected[6] != pytest.approx(stats.chosen[0], abs=1e-7)
 
 
-def test_long_conversations_are_truncated_like_training_and_counted(reward_model):
+def test_a_prompt_longer_than_the_budget_loses_its_start_never_an_answer(reward_model):
+    """The original scored whole conversations; a budget that still cuts cuts the start of the prompt. A prompt
+    alone longer than the budget once left both sides as the same prompt prefix (a tie, and margin 0 for active
+    learning): no pair may be scored on identical inputs."""
     model, tokenizer = reward_model
-    stats = score_pairs_with_stats(model, tokenizer, PROBLEMS, ACCEPTED, REJECTED, max_length=64, progress=False)
-    expected = sum(encode_conversation(tokenizer, p, a, max_length=64).truncated
-                   for p, a in {*zip(PROBLEMS, ACCEPTED, strict=True), *zip(PROBLEMS, REJECTED, strict=True)})
-    assert stats.truncated == expected >= 2
-    for i, problem in enumerate(PROBLEMS):
-        assert stats.chosen[i] == pytest.approx(one_at_a_time(model, tokenizer, problem, ACCEPTED[i], 64), abs=1e-4)
-        assert stats.rejected[i] == pytest.approx(one_at_a_time(model, tokenizer, problem, REJECTED[i], 64), abs=1e-4)
+    problems = ["Read this long statement carefully. " * 60, "What is 2+2?"]
+    accepted, rejected = ["The answer is \\boxed{4}.", "4"], ["The answer is \\boxed{5}.", "5"]
+    stats = score_pairs_with_stats(model, tokenizer, problems, accepted, rejected, max_length=64, progress=False)
+    assert stats.cuts == {"prompt_start": 1, "answer_start": 0} and stats.identical_inputs == 0
+    assert stats.chosen[0] != stats.rejected[0]
+    for answer, score in ((accepted[0], stats.chosen[0]), (rejected[0], stats.rejected[0])):
+        encoded = encode_for_scoring(tokenizer, problems[0], answer, 64, reward_token_id(model))
+        assert encoded.cut == CUT_PROMPT and len(encoded.input_ids) <= 64
+        assert tokenizer.decode(encoded.input_ids).rstrip().endswith(answer + tokenizer.eos_token)
+        assert score == pytest.approx(unpadded(model, encoded.input_ids), abs=1e-4)
+    # Without a budget the model's context holds the whole conversation.
+    whole = score_pairs_with_stats(model, tokenizer, problems, accepted, rejected, progress=False)
+    assert whole.budget == model.config.max_position_embeddings and not any(whole.cuts.values())
+    assert whole.cut_summary() == {"length_budget": whole.budget, "pairs_cut": {"prompt_start": 0, "answer_start": 0},
+                                   "pairs_scored_on_identical_inputs": 0}
+
+
+def test_an_answer_longer_than_the_budget_keeps_its_end_and_the_reward_token(internlm2_style_model):
+    model, tokenizer = internlm2_style_model
+    answer = "Step one. " * 80 + "So the answer is 391."
+    encoded = encode_for_scoring(tokenizer, "Compute 17 times 23.", answer, 48, reward_token_id(model))
+    assert encoded.cut == CUT_ANSWER and len(encoded.input_ids) <= 48
+    assert encoded.input_ids[-1] == reward_token_id(model)
+    assert "So the answer is 391." in tokenizer.decode(encoded.input_ids)
+
+
+def test_batches_hold_at_most_the_token_budget_longest_first():
+    lengths = [10, 900, 40, 300, 300, 20]
+    batches = token_budget_batches(lengths, batch_size=4, max_batch_tokens=800)
+    assert batches[0] == [1]  # longer than the budget: alone
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches[1:]:
+        assert len(batch) <= 4 and len(batch) * max(lengths[i] for i in batch) <= 800
+
+
+def unpadded(model, ids: list[int]) -> float:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)
+                     ).logits[0, 0].item()
 
 
 def test_non_finite_scores_are_refused(tiny_models):
