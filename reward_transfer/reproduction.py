@@ -67,6 +67,9 @@ class ModelsProfile:
 class SftProfile:
     train: bool = False  # true: SFT each domain's model here (train_sft_model.py) instead of models.sft's
     base: dict[str, str] = field(default_factory=dict)  # domain → the causal LM that SFT starts from
+    # With train=true: the share of each domain's problems generation reserves for SFT (dataset.sft_share), so the
+    # SFT base and the reward-model data are disjoint by construction (SFT excludes the rest, recorded with the data).
+    share: float = 0.1
 
 
 @dataclass
@@ -252,9 +255,10 @@ class GridBuilder:
 
     def generate(self, domain: str) -> None:
         out = layout.data_dir(self.run, domain)
+        share = [f"dataset.sft_share={self.profile.sft.share}"] if self.profile.sft.train and self.profile.sft.share else []
         self._add(Step(f"generate/{domain}", "generate", "generate_preference_data",
                        self._config("generate", domain=domain),
-                       [f"output_dir={out}", *self._extra("generate")],
+                       [f"output_dir={out}", *share, *self._extra("generate")],
                        outputs=[str(out / "dataset_dict.json"), str(out / "candidates")],
                        needs=self._setup_needs()))
 

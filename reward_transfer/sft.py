@@ -28,6 +28,7 @@ from reward_transfer.data import load_table
 from reward_transfer.domains import get_domain, resolve_columns
 from reward_transfer.errors import UserError
 from reward_transfer.generation.problems import ProblemRow, read_problem_rows, stable_hash
+from reward_transfer.generation.store import PARTITION
 from reward_transfer.models import (
     _load_config,
     _model_family,
@@ -69,15 +70,18 @@ def _validate(cfg: DictConfig) -> None:
 
 
 def excluded_problem_ids(sources: list[str]) -> set[str]:
-    """Problem ids of the pair datasets (every split) and of their candidates: the problems SFT must not see."""
+    """The problems SFT must not see: each pair dataset's reward-model share (its `problem_partition.json`: every
+    problem its generation could pair), and the problems of its pairs (every split) and candidates. Data without a
+    problem_id column (the published pairs) is identified as generation does: by the hash of the problem text."""
     ids: set[str] = set()
     for source in sources:
         path = Path(source).expanduser()
+        if (path / PARTITION).is_file():
+            ids.update(json.loads((path / PARTITION).read_text())["rm_problem_ids"])
         for split in ("train", "eval"):
             table = load_table(str(path), split)
-            if "problem_id" not in table.column_names:
-                raise UserError(f"dataset.exclude: {source} has no problem_id column (a generation output has one)")
-            ids.update(table["problem_id"])
+            ids.update(table["problem_id"] if "problem_id" in table.column_names
+                       else (stable_hash("problem", text) for text in table["problem"]))
         if (path / "candidates").is_dir():
             ids.update(load_table(str(path / "candidates"))["problem_id"])
     return ids
@@ -108,7 +112,9 @@ def sft_examples(cfg: DictConfig) -> tuple[Dataset, Dataset, dict]:
         usable.append((row, solutions))
     if len(usable) < 2:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.items()) or "no rows"
-        raise UserError(f"dataset.datasets: {len(usable)} problems with a reference solution left for SFT ({reasons})")
+        raise UserError(f"dataset.datasets: {len(usable)} problems with a reference solution left for SFT ({reasons}); "
+                        "reserve a share of the domain's problems for SFT when generating the pairs "
+                        "(dataset.sft_share; reproduce.py: profile.sft.share)")
     usable.sort(key=lambda item: stable_hash("sft", cfg.seed, item[0].problem_id))
     usable = usable[:cfg.dataset.num_problems] if cfg.dataset.num_problems else usable
     held = max(1, round(cfg.dataset.held_out * len(usable))) if cfg.dataset.held_out > 0 else 0
@@ -215,7 +221,7 @@ def train_sft_model(cfg: DictConfig) -> dict:
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     before = next((e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == 0),
                   None)
-    after = trainer.evaluate()["eval_loss"] if held_rows is not None else None
+    after = trainer.evaluate().get("eval_loss") if held_rows is not None else None
     summary = _finalize(trainer, cfg, tokenizer, record, output_dir, checkpoints, settings, trusted=trusted, summary={
         "name": cfg.name, "domain": cfg.domain, "base_model": cfg.model.model_name_or_path,
         "steps": trainer.state.global_step, "train_problems": len(record["train"]),

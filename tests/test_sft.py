@@ -169,3 +169,40 @@ def test_sft_under_deepspeed_zero3_on_two_processes_writes_the_whole_merged_mode
     assert untouched and all(torch.equal(trained[n], base[n]) for n in untouched)
     adapted = [n for n in base if n.endswith("proj.weight")]
     assert adapted and all(not torch.equal(trained[n], base[n]) for n in adapted)
+
+
+def test_sft_of_code_finds_problems_only_when_generation_reserved_a_share(tiny_models, tmp_path):
+    """The paper's code data (APPS) is used whole by generation: SFT of the same problems then had none left and the
+    grid's `sft/code` step failed. A seeded share reserved at generation time (recorded with the pairs) is what SFT
+    trains on; the reward-model share, every problem generation could pair, stays out of SFT."""
+    from reward_transfer.generation.problems import in_sft_share
+
+    problems = "data/code_problems.jsonl"
+
+    def generate(out: Path, *extra: str) -> Path:
+        generate_preference_data(compose_config("generate_preference_data", "demo_code",
+                                                [f"output_dir={out}", "progress=false", "dataset.eval_fraction=0.2",
+                                                 *extra]))
+        return out
+
+    def sft(pairs: Path, out: Path) -> dict:
+        return train_sft_model(compose_config("train_sft_model", "demo_code", [
+            f"model.model_name_or_path={tiny_models['lm']}", f"output_dir={out}", f"dataset.exclude=[{pairs}]",
+            f"dataset.datasets=[{{name_or_path:{problems},split:train}}]", "train.max_steps=1", "model.max_length=2048"]))
+
+    whole = generate(tmp_path / "all")
+    with pytest.raises(UserError, match=r"problems with a reference solution left for SFT.*dataset\.sft_share"):
+        sft(whole, tmp_path / "sft_all")
+
+    shared = generate(tmp_path / "shared", "dataset.sft_share=0.3")
+    partition = json.loads((shared / "problem_partition.json").read_text())
+    assert partition["sft_share"] == 0.3 and partition["sft_share_problems"] >= 2
+    pairs = load_from_disk(str(shared))
+    paired = set(pairs["train"]["problem_id"]) | set(pairs["eval"]["problem_id"])
+    assert paired <= set(partition["rm_problem_ids"])
+    assert not any(in_sft_share(pid, 42, 0.3) for pid in partition["rm_problem_ids"])
+    sft(shared, tmp_path / "sft_shared")
+    record = json.loads((tmp_path / "sft_shared" / "sft_problems.json").read_text())
+    used = set(record["train"]) | set(record["held_out"])
+    assert used and not used & set(partition["rm_problem_ids"])
+    assert all(in_sft_share(pid, 42, 0.3) for pid in used)

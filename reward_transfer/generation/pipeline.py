@@ -50,6 +50,9 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
     started = time.perf_counter()
     ensure_writable(settings.output_dir, "output_dir")
     problems, skipped = load_problems(settings)
+    partition = {"seed": settings.seed, "sft_share": settings.dataset.sft_share,
+                 "sft_share_problems": skipped.get("reserved for SFT (dataset.sft_share)", 0),
+                 "rm_problem_ids": [p.problem_id for p in problems]}
     replay = None
     if settings.generation.backend == "replay":
         replay = ReplayBackend(settings.generation.replay_path, settings.generation.replay_delay_s)
@@ -78,7 +81,7 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
     pairs, candidates = build_datasets(problems, list(store.candidates()), settings)
     summary = _summary(settings, problems, skipped, candidates, pairs, generated, generation_time,
                        time.perf_counter() - started)
-    store.publish(pairs, candidates, summary)
+    store.publish(pairs, candidates, summary, partition)
     if settings.huggingface.push_to_hub:
         push_dataset(pairs, settings.huggingface.repo_id, settings.huggingface.private,
                      retry="rerun the same command (the complete output is kept; only the push is redone)")
@@ -134,6 +137,7 @@ def _validate(settings: GeneratePreferenceDataConfig) -> None:
         (gen.num_samples_per_problem >= 1, "generation.num_samples_per_problem: must be at least 1"),
         (gen.problems_per_batch >= 1, "generation.problems_per_batch: must be at least 1"),
         (data.eval_fraction is None or 0 <= data.eval_fraction < 1, "dataset.eval_fraction: must be in [0, 1)"),
+        (0 <= data.sft_share < 1, f"dataset.sft_share: must be in [0, 1), got {data.sft_share}"),
         (data.eval_size is None or data.eval_size >= 0, "dataset.eval_size: must be 0 or more"),
         (data.eval_pairs is None or data.eval_pairs >= 1, "dataset.eval_pairs: must be at least 1 (or null)"),
         (data.max_examples is None or data.max_examples >= 1,

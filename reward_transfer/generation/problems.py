@@ -36,6 +36,12 @@ def stable_hash(*parts: object, length: int = 16) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
 
 
+def in_sft_share(problem_id: str, seed: int, share: float) -> bool:
+    """Whether a problem belongs to its domain's SFT share (`dataset.sft_share`): a seeded hash rank, so generation
+    and SFT partition the same problems the same way on every machine and run."""
+    return share > 0 and int(stable_hash("sft-share", seed, problem_id), 16) < share * 16**16
+
+
 def problem_seed(seed: int, problem_id: str) -> int:
     """The sampling seed of one problem: independent of batch size, order and where a run resumed."""
     return int(stable_hash("sample", seed, problem_id), 16) % (2**31 - 1)
@@ -171,6 +177,10 @@ def load_problems(cfg) -> tuple[list[Problem], Counter]:
     rows = [(r.problem_id, r.text, r.prompt, r.reference) for r in read]
     if rows:
         rows = get_domain(data.ground_truth_type).check_references(rows, cfg.verifier, skipped)
+    reserved = [row for row in rows if in_sft_share(row[0], cfg.seed, data.sft_share)]
+    if reserved:
+        skipped["reserved for SFT (dataset.sft_share)"] += len(reserved)
+        rows = [row for row in rows if not in_sft_share(row[0], cfg.seed, data.sft_share)]
     if not rows:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items()) or "no rows"
         raise UserError(f"dataset.datasets: no usable problems left after sampling and filtering ({reasons})")

@@ -22,6 +22,9 @@ class GenerationDatasetConfig:
     columns: dict[str, str] = field(default_factory=dict)
     # Keep only rows whose column of a role has one of the values, e.g. {category: [physics, chemistry]}.
     keep: dict[str, list[str]] = field(default_factory=dict)
+    # The share of the usable problems reserved for supervised fine-tuning (train_sft_model.py), drawn by a seeded
+    # hash rank and never sampled here; the output records the rest (problem_partition.json), which SFT excludes.
+    sft_share: float = 0.0
 
 
 @dataclass

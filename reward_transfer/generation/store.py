@@ -15,8 +15,10 @@ from reward_transfer.storage import atomic_write_json, atomic_write_text, replac
 
 MANIFEST = "generation_manifest.json"
 CONFIG_COPY = "generation_config.yaml"
+# The reward-model share of the domain's problems (every problem this run could pair); SFT never sees one of them.
+PARTITION = "problem_partition.json"
 # Everything this stage writes into output_dir; `overwrite=true` removes exactly these.
-OWNED = ("dataset_dict.json", "train", "eval", "candidates", ".work", MANIFEST, CONFIG_COPY)
+OWNED = ("dataset_dict.json", "train", "eval", "candidates", ".work", MANIFEST, CONFIG_COPY, PARTITION)
 
 
 class OutputStore:
@@ -95,13 +97,14 @@ class OutputStore:
                 for line in handle:
                     yield json.loads(line)
 
-    def publish(self, pairs: DatasetDict, candidates: Dataset, summary: dict) -> None:
-        """Write the final candidates and pairs; `dataset_dict.json` goes last, then the manifest says complete."""
+    def publish(self, pairs: DatasetDict, candidates: Dataset, summary: dict, partition: dict) -> None:
+        """Write the partition, candidates and pairs; `dataset_dict.json` goes last, then the manifest says complete."""
         (self.path / "dataset_dict.json").unlink(missing_ok=True)  # left by a publish that was cut short
         self._remove_debris()
         staging = self.path / ".work" / "final"
         if staging.exists():
             shutil.rmtree(staging)
+        atomic_write_json(self.path / PARTITION, partition)
         with quiet_datasets():
             save_dataset_atomically(candidates, self.path / "candidates")
             # An empty split needs one explicit (empty) shard: with none, load_from_disk fails on it.
