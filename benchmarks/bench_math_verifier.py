@@ -1,6 +1,8 @@
 """Benchmark of the math answer checker against plain math-verify on real-looking answer pairs.
 
-Prints label agreement (ours vs `math_verify.parse`+`verify` with defaults), checks/second and worst-case
+Prints label agreement (ours vs `math_verify.parse`+`verify` with defaults) on the project's labelled sets and on
+math-verify's own published test cases, the invariant (where math-verify says "equal", so does ours, outside the
+documented guards), checks/second and worst-case
 latency of `is_equivalent`, batch throughput of `are_equivalent` against one-by-one calls and against a
 fresh subprocess per check, and the time to give up on inputs that make sympy explode.
 Run: .venv/bin/python benchmarks/bench_math_verifier.py
@@ -20,13 +22,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from reward_transfer.verifiers.math import _prepare, are_equivalent, is_equivalent, shutdown_workers
+from reward_transfer.verifiers.math import (
+    _prepare,
+    _reference_answer,
+    are_equivalent,
+    extract_answer,
+    is_equivalent,
+    math_verify_guard,
+    shutdown_workers,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS_FILE = REPO / "data" / "math_answer_pairs.jsonl"
 # Every labelled set the agreement figures read (each row: prediction, reference, expected; optional source
 # and must_be_false, the false-positive kinds that must never pass).
 LABELLED_SETS = (PAIRS_FILE, REPO / "tests" / "data" / "math_equivalence_cases.jsonl")
+# math-verify's own test cases: tests/ of huggingface/Math-Verify at commit 5d148cf (MIT licence), as published.
+PUBLISHED_CASES = REPO / "tests" / "data" / "math_verify_published_cases.jsonl"
 EXPLOSIVE = [
     r"9^{9^{9^{9}}}",
     r"1000000!",
@@ -50,6 +62,35 @@ def plain_math_verify(prediction: str, reference: str) -> bool:
         return bool(verify(parse(gold), parse(prediction)))
     except Exception:  # its own time-outs and parser errors count as "not equal"
         return False
+
+
+def boxed_response(pred: str) -> str:
+    """A math-verify test prediction as a response to this project's prompt, which asks for a boxed answer: as it
+    is when it holds a box, else its math (outer `$`, `$$`, `\\(`, `\\[` removed) or text inside one."""
+    if "\\boxed" in pred:
+        return pred
+    inner = pred.strip()
+    for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if inner.startswith(opening) and inner.endswith(closing) and len(inner) > len(opening) + len(closing):
+            inner = inner[len(opening):-len(closing)].strip()
+            break
+    return f"The final answer is $\\boxed{{{inner}}}$."
+
+
+def published_cases() -> list[dict]:
+    """math-verify's published cases as this checker meets them: the prediction boxed (`boxed_response`), the gold as
+    the reference. Cases whose label depends on a non-default setting of math-verify (precision, strict, set-relation
+    comparison), which the checker does not use, are left out."""
+    return [{"id": row["id"], "source": row["source"].split("::")[0], "category": row["source"].split("::")[1],
+             "prediction": boxed_response(row["pred"]), "reference": row["gold"], "expected": row["expected"]}
+            for row in load_pairs(PUBLISHED_CASES) if "settings" not in row]
+
+
+def invariant_breaks(pairs: list[dict], ours: list[bool], baseline: list[bool]) -> list[tuple[dict, str | None]]:
+    """Pairs where plain math-verify says "equal" and ours does not, with the guard that explains it (None: a bug)."""
+    return [(pair, math_verify_guard(extract_answer(pair["prediction"]) or "", _reference_answer(pair["reference"])
+                                     or "") if extract_answer(pair["prediction"]) else "no_box")
+            for pair, o, b in zip(pairs, ours, baseline, strict=True) if b and not o]
 
 
 def agreement(pairs: list[dict], name: str) -> tuple[int, int]:
@@ -81,6 +122,9 @@ def agreement(pairs: list[dict], name: str) -> tuple[int, int]:
             misses[f"ours/{pair['category']}"] += 1
             print(f"  ours wrong: {pair['id']} [{pair['category']}] expected {pair['expected']}")
     print("  errors by checker/category:", dict(sorted(misses.items())))
+    breaks = invariant_breaks(pairs, ours, baseline)
+    print(f"  math-verify says equal, ours not: {len(breaks)} ("
+          + (", ".join(f"{pair['id']}: guard {guard}" for pair, guard in breaks) or "none") + ")")
     ours_ok = sum(o == p["expected"] for p, o in zip(pairs, ours, strict=True))
     base_ok = sum(b == p["expected"] for p, b in zip(pairs, baseline, strict=True))
     print(f"  overall: ours {ours_ok}/{len(pairs)} = {ours_ok / len(pairs):.1%}, "
@@ -223,6 +267,7 @@ def main() -> None:
     print("== agreement with the expected labels ==")
     for path in LABELLED_SETS:
         agreement(load_pairs(path), path.relative_to(REPO).as_posix())
+    agreement(published_cases(), f"math-verify's published test cases ({PUBLISHED_CASES.name}, default settings)")
     cores = len(os.sched_getaffinity(0))
     print(f"== speed ({cores} cores, load average {os.getloadavg()[0]:.1f} at start) ==")
     throughput(pairs, args.repeats, cores)

@@ -182,6 +182,54 @@ def _split_percent(answer: str) -> tuple[str, bool]:
 # --------------------------------------------------------------------------------------------------
 
 
+# Inline math (`$...$`, `\(...\)`) cannot span a line break: math-verify's own tests mark such answers unequal.
+_BROKEN_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)[^$]*\n[^$]*(?<![\\$])\$(?!\$)|\\\((?:(?!\\\)).)*\n", re.DOTALL)
+# A box holding text with inline math (`\\boxed{The sum is $x \\neq 5$}`), which math-verify reads as text; a box of
+# bare LaTeX (`4\\sqrt{2}`) it would read as text wrongly (the number 4), so that one is parsed as math instead.
+_INLINE_MATH = re.compile(r"(?<!\\)\$|\\\(")
+# Where math-verify's "equal" on the response as written is not trusted (each shown wrong in tests/test_math_verifier.py
+# and listed in docs/math_verifier.md): the project's own comparison decides instead.
+GUARDS = {
+    "no_box": "the response has no \\boxed{} answer, which the prompt asks for (math-verify reads free text too)",
+    "choice_letter": "a side is a multiple-choice letter: math-verify reads `e` as Euler's number, `(E)` as a letter",
+    "trig_in_degrees": "math-verify drops degree signs, so sin 30° would equal sin 30",
+    "inline_math_across_lines": "inline math spanning a line break is malformed LaTeX (math-verify's tests: unequal)",
+}
+
+
+def math_verify_guard(prediction: str, reference: str) -> str | None:
+    """The guard (a key of GUARDS) under which math-verify's "equal" on these answers is not trusted, or None."""
+    answers = (prediction, reference)
+    if any(_split_choice(_normalize(answer))[0] for answer in answers):
+        return "choice_letter"
+    if any(_TRIG.search(answer) and _DEGREES.search(answer) for answer in answers):
+        return "trig_in_degrees"
+    if any(_BROKEN_INLINE_MATH.search(answer) for answer in answers):
+        return "inline_math_across_lines"
+    return None
+
+
+def _plain_math_verify(response: str, reference: str) -> bool:
+    """math-verify's parse + verify with its defaults on the response and reference as written (a bare reference
+    in `$...$`, as its README does), its signal-based timeouts off (the worker's own limit holds)."""
+    from math_verify import parse, verify
+
+    gold = parse(reference if _BOX_COMMAND.search(reference) else f"${reference}$", parsing_timeout=None)
+    target = parse(response, parsing_timeout=None)
+    return bool(gold and target and verify(gold, target, timeout_seconds=None))
+
+
+def _judge(response: str, reference: str, prediction: str, reference_answer: str) -> bool:
+    """Rewrites only add matches: where plain math-verify says "equal" on the answer as written — the whole response,
+    or the content of its box read as text (`\\boxed{The sum is $x \\neq 5$}`) — so does the checker (outside the
+    GUARDS); otherwise the project's comparison of the extracted answers decides."""
+    if math_verify_guard(prediction, reference_answer) is None and (
+            _plain_math_verify(response, reference)
+            or (_INLINE_MATH.search(prediction) and _plain_math_verify(prediction, reference))):
+        return True
+    return bool(reference_answer) and _answers_match(prediction, reference_answer)
+
+
 def _answers_match(prediction: str, reference: str) -> bool:
     """The full comparison of two extracted answers; may take unbounded time, so it runs in a worker."""
     pred_letter, pred_value = _split_choice(_normalize(prediction))
@@ -200,7 +248,7 @@ def _values_match(prediction: str, reference: str) -> bool:
     """math-verify on the answers as written first; then the project's rewrites, each only adding matches
     (a percentage also matches its value as a fraction of 100); then equations equal up to a factor."""
     prediction, reference = _repair(prediction), _repair(reference)
-    if _STILL_MALFORMED.search(prediction):
+    if _STILL_MALFORMED.search(prediction) or _BROKEN_INLINE_MATH.search(prediction):
         return False  # whatever math-verify would read out of it is not what was written
     # math-verify drops degree signs, so sin 30° would equal sin 30: trigonometry in degrees goes to the rewrite.
     in_degrees = any(_TRIG.search(a) and _DEGREES.search(a) for a in (prediction, reference))
@@ -281,14 +329,14 @@ def serve_worker() -> None:
     limit = _WORKER_MEMORY_MB * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     signal.signal(signal.SIGALRM, _raise_soft_timeout)
-    _answers_match("\\frac{1}{2}", "0.5")  # import and warm up sympy and the ANTLR parser before "ready"
+    _judge("\\boxed{\\frac{1}{2}}", "0.5", "\\frac{1}{2}", "0.5")  # import and warm up sympy and ANTLR first
     protocol_out.write(b'{"ready": true}\n')
     for line in sys.stdin.buffer:
         job = json.loads(line)
         try:
             try:
                 signal.setitimer(signal.ITIMER_REAL, job["soft_timeout_s"])
-                verdict = _answers_match(job["prediction"], job["reference"])
+                verdict = _judge(*job["check"])
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except (_SoftTimeout, Exception):
@@ -339,12 +387,9 @@ class _Worker:
     def fileno(self) -> int:
         return self.process.stdout.fileno()
 
-    def send(self, prediction: str, reference: str, timeout_s: float) -> None:
-        job = {
-            "prediction": prediction,
-            "reference": reference,
-            "soft_timeout_s": timeout_s * _SOFT_TIMEOUT_SHARE,
-        }
+    def send(self, check: tuple[str, str, str, str], timeout_s: float) -> None:
+        """Start one check: (response, reference, extracted prediction, extracted reference answer)."""
+        job = {"check": list(check), "soft_timeout_s": timeout_s * _SOFT_TIMEOUT_SHARE}
         try:
             self.process.stdin.write(json.dumps(job).encode() + b"\n")
             self.process.stdin.flush()
@@ -380,9 +425,9 @@ class _WorkerPool:
         self._owner_pid = os.getpid()
 
     def run(
-        self, pairs: Sequence[tuple[str, str]], timeout_s: float, workers: int, progress=None
+        self, pairs: Sequence[tuple[str, str, str, str]], timeout_s: float, workers: int, progress=None
     ) -> list[bool]:
-        """Verdicts for `pairs` (answer strings), in order, on up to `workers` processes."""
+        """Verdicts for `pairs` (checks for `_judge`), in order, on up to `workers` processes."""
         with self._lock:
             if os.getpid() != self._owner_pid:  # forked child: the inherited pipes belong to the parent
                 self.workers, self._owner_pid = [], os.getpid()
@@ -445,7 +490,7 @@ class _Batch:
         for worker in self._active():
             if worker.ready and worker not in self.in_flight and self.pending:
                 index = self.pending.popleft()
-                worker.send(*self.pairs[index], self.timeout_s)
+                worker.send(self.pairs[index], self.timeout_s)
                 if worker.dead:  # it died while idle: not this pair's fault, so retry the pair elsewhere
                     self.pending.appendleft(index)
                     self.pool.replace(worker)
@@ -497,7 +542,6 @@ def shutdown_workers() -> None:
 
 
 _INTEGER = re.compile(r"^-?\d{1,100}$")
-_MAX_ANSWER_CHARS = 5000  # real final answers are short; longer "answers" are runaway generations
 
 
 def _reference_answer(reference: str) -> str | None:
@@ -508,18 +552,19 @@ def _reference_answer(reference: str) -> str | None:
     return answer or None
 
 
-def _prepare(prediction: str, reference: str) -> tuple[str, str] | bool:
-    """Decide cheaply when possible (no answer, same spelling, two integers); else the answers to compare."""
+def _prepare(prediction: str, reference: str) -> tuple[str, str, str, str] | bool:
+    """Decide cheaply what needs no parsing: False without a box (the prompt asks for one), True for the same
+    spelling or the same integer. Else the check for a worker: (response, reference, their
+    extracted answers); a "not equal" is never decided here, since math-verify may read the response otherwise."""
     pred_answer = extract_answer(prediction)
-    ref_answer = _reference_answer(reference)
-    if not pred_answer or not ref_answer or max(len(pred_answer), len(ref_answer)) > _MAX_ANSWER_CHARS:
+    ref_answer = _reference_answer(reference) or ""
+    if not pred_answer or not isinstance(reference, str):
         return False
     pred_canonical, ref_canonical = _canonical(pred_answer), _canonical(ref_answer)
-    if pred_canonical == ref_canonical:
+    if pred_canonical == ref_canonical or (_INTEGER.match(pred_canonical) and _INTEGER.match(ref_canonical)
+                                           and int(pred_canonical) == int(ref_canonical)):
         return True
-    if _INTEGER.match(pred_canonical) and _INTEGER.match(ref_canonical):
-        return int(pred_canonical) == int(ref_canonical)
-    return pred_answer, ref_answer
+    return prediction, reference, pred_answer, ref_answer
 
 
 def is_equivalent(prediction: str, reference: str, timeout_s: float = 5.0) -> bool:
@@ -545,7 +590,7 @@ def are_equivalent(
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     results: list[bool] = []
-    to_compare: list[tuple[str, str]] = []
+    to_compare: list[tuple[str, str, str, str]] = []
     positions: list[int] = []
     for index, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
         try:
@@ -615,4 +660,4 @@ def references_parse(answers: Sequence[str], timeout_s: float = 5.0, workers: in
         return []
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return _POOL.run([(answer, answer) for answer in answers], timeout_s, workers)
+    return _POOL.run([(f"\\boxed{{{answer}}}", answer, answer, answer) for answer in answers], timeout_s, workers)
