@@ -16,6 +16,7 @@ it first. reproduce.py itself deletes nothing. The first failure stops the run w
 import contextlib
 import dataclasses
 import fnmatch
+import hashlib
 import importlib
 import json
 import os
@@ -595,32 +596,53 @@ def _read_marker(run: Path, step_name: str) -> dict | None:
         return None
 
 
-def output_stamp(step: Step) -> list[int | None]:
-    """When each declared output was last written (None: missing). Stages write outputs by atomic renames, so a
-    redo changes the stamp and an "already complete" rerun does not."""
-    stamps = []
-    for output in step.outputs:
-        try:
-            stamps.append(Path(output).stat().st_mtime_ns)
-        except OSError:
-            stamps.append(None)
-    return stamps
+# The record each stage keeps of what made an output (in the output's folder), and the part of it that is content:
+# an output rebuilt from the same settings and inputs has the same record, whenever it was written.
+CONTENT_RECORDS = (
+    ("run_settings.json", lambda record: record),  # training, SFT, evaluation, merging
+    ("generation_manifest.json", lambda record: [record["config"], record["input_fingerprint"]]),
+    ("al_state.json", lambda record: record),  # the selection state: every round's settings and picks
+)
 
 
-def step_status(run: Path, step: Step) -> str:
-    """done (skip) | new (run) | changed (run: its settings changed) | stale (redo: an input was redone since)."""
+def content_fingerprint(output: Path) -> str | None:
+    """What an output is, not when it was written: a hash of its stage's record of the settings and inputs that made
+    it (the file itself when it has none, e.g. the tiny models' COMPLETE); None when it is missing."""
+    output = Path(output)
+    if not output.exists():
+        return None
+    for folder in ([output] if output.is_dir() else []) + [output.parent]:
+        for name, content in CONTENT_RECORDS:
+            if (folder / name).is_file():
+                payload = json.dumps(content(json.loads((folder / name).read_text())), sort_keys=True, default=str)
+                return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return hashlib.sha256(output.read_bytes()).hexdigest()[:16] if output.is_file() else None
+
+
+def output_fingerprints(step: Step) -> list[str | None]:
+    """The content fingerprint of each declared output (None: missing)."""
+    return [content_fingerprint(Path(output)) for output in step.outputs]
+
+
+def input_fingerprints(step: Step, graph: dict[str, Step]) -> dict[str, list[str | None]]:
+    """The content fingerprints of what each step this one needs produced, as they are now."""
+    return {need: output_fingerprints(graph[need]) for need in step.needs if need in graph}
+
+
+def step_status(run: Path, step: Step, graph: dict[str, Step]) -> str:
+    """done (skip) | new (run) | changed (run: its settings changed) | stale (redo: an input's content changed since;
+    an input rebuilt identically, e.g. a deleted merged model merged again, leaves it done)."""
     marker = _read_marker(run, step.name)
     if step.always or marker is None:
         return "new"
     if marker.get("identity") != step.identity():
         return "changed"
-    stamp = output_stamp(step)
-    if None in stamp or stamp != marker.get("outputs"):
+    fingerprints = output_fingerprints(step)
+    if None in fingerprints or fingerprints != marker.get("outputs"):
         return "new"  # outputs missing or rewritten outside the grid: the stage decides (it keeps the same run)
-    for need in step.needs:
-        need_marker = _read_marker(run, need)
-        if need_marker is not None and need_marker.get("outputs") != marker.get("inputs", {}).get(need):
-            return "stale"
+    recorded = marker.get("inputs", {})
+    if any(recorded.get(need) != now for need, now in input_fingerprints(step, graph).items()):
+        return "stale"
     return "done"
 
 
@@ -734,7 +756,7 @@ def stage_warnings(log_path: Path) -> list[str]:
     return [m["text"] for line in lines if (m := STAGE_WARNING.match(line.rsplit("\r", 1)[-1]))]
 
 
-def execute(step: Step, profile: ProfileConfig, run: Path, replace: bool = False) -> None:
+def execute(step: Step, profile: ProfileConfig, run: Path, graph: dict[str, Step], replace: bool = False) -> None:
     """Run one step (in-process or as a subprocess) with its output in <run>/logs/<step>.log; mark it done.
 
     `replace`: run it with its stage's `overwrite=true` (an input was redone, or the user asked)."""
@@ -755,9 +777,9 @@ def execute(step: Step, profile: ProfileConfig, run: Path, replace: bool = False
                 raise StepFailed(f"{err.__class__.__name__}: {err}") from err
     else:
         run_subprocess(launched, profile, log_path)
-    inputs = {need: (_read_marker(run, need) or {}).get("outputs") for need in step.needs}
+    inputs = input_fingerprints(step, graph)
     atomic_write_json(_marker(run, step.name), {
-        "identity": step.identity(), "command": command, "outputs": output_stamp(step), "inputs": inputs,
+        "identity": step.identity(), "command": command, "outputs": output_fingerprints(step), "inputs": inputs,
         "seconds": round(time.perf_counter() - started, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
@@ -801,10 +823,13 @@ def check_inputs(steps: list[Step], run: Path) -> None:
                             "add it to only= (or drop it from skip=)")
 
 
-def run_steps(steps: list[Step], profile: ProfileConfig, run: Path, overwrite: bool = False) -> list[StepResult]:
-    """Run the steps in order, skipping finished ones; one console line per step and a progress bar."""
+def run_steps(steps: list[Step], profile: ProfileConfig, run: Path, overwrite: bool = False,
+              graph: list[Step] = ()) -> list[StepResult]:
+    """Run the steps in order, skipping finished ones; one console line per step and a progress bar. `graph`: every
+    step of the grid (the inputs of a selection may come from steps outside it); default: `steps`."""
     from tqdm import tqdm
 
+    by_name = {s.name: s for s in (graph or steps)}
     console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)  # stays on the terminal while steps log
     results: list[StepResult] = []
     width = max(len(s.name) for s in steps)
@@ -814,7 +839,7 @@ def run_steps(steps: list[Step], profile: ProfileConfig, run: Path, overwrite: b
                        dynamic_ncols=True, disable=None) as bar:
         for index, step in enumerate(steps, 1):
             prefix = f"[{index:>{len(str(len(steps)))}}/{len(steps)}] {step.name:<{width}}"
-            status = step_status(run, step)
+            status = step_status(run, step, by_name)
             if status == "done":
                 results.append(StepResult(step.name, "skipped", 0.0))
                 bar.write(f"{prefix}  skipped (done)", file=console)
@@ -824,7 +849,7 @@ def run_steps(steps: list[Step], profile: ProfileConfig, run: Path, overwrite: b
                 bar.write(f"{prefix}  an input was redone since it ran: redoing it", file=console)
             started = time.perf_counter()
             try:
-                execute(step, profile, run, replace=status == "stale" or (status == "changed" and overwrite))
+                execute(step, profile, run, by_name, replace=status == "stale" or (status == "changed" and overwrite))
             except KeyboardInterrupt:
                 bar.write(f"{prefix}  interrupted: rerun the same command to resume here (finished steps are kept; "
                           f"log: {run / 'logs' / f'{step.slug}.log'})", file=console)
@@ -870,7 +895,7 @@ def reproduce(cfg: DictConfig) -> list[StepResult]:
     _environment(profile)
     started = time.perf_counter()
     with cpu_threads(profile.cpu_threads):
-        results = run_steps(steps, profile, run, overwrite=cfg.overwrite)
+        results = run_steps(steps, profile, run, overwrite=cfg.overwrite, graph=all_steps)
     ran = sum(r.status == "done" for r in results)
     atomic_write_json(run / "last_run.json", [asdict(r) for r in results])
     warned = [r for r in results if r.warnings]

@@ -116,11 +116,20 @@ def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path, tiny
     assert changed == {"setup/tiny_models": "skipped", "generate/math": "skipped", "eval/math_0k": "done"}
     assert json.loads(results.read_text())["num_pairs"] == 5
 
-    # An input rewritten since (here: generation redone by hand) makes its readers stale: they are redone.
+    # A file merely touched is not a changed input...
     data = layout.data_dir(run, "math") / "dataset_dict.json"
     os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 10**9))
-    again = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5")))
-    assert again == {"setup/tiny_models": "skipped", "generate/math": "done", "eval/math_0k": "done"}
+    touched = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5")))
+    assert set(touched.values()) == {"skipped"}
+    # ... an input redone with other settings (here: generation rerun by hand) makes its readers stale: redone.
+    generate_by_hand = compose_configs([Step("g", "", "generate_preference_data", "demo_math", [
+        f"output_dir={layout.data_dir(run, 'math')}", "seed=7", "overwrite=true", "progress=false"])])[0]
+    from reward_transfer.generation import generate_preference_data
+
+    generate_preference_data(generate_by_hand)
+    again = _statuses(reproduce(_config(run, tiny_models, *CHEAP, "profile.sizes.eval_max_examples=5",
+                                        "only=[setup,eval/math_0k]")))
+    assert again == {"setup/tiny_models": "skipped", "eval/math_0k": "done"}
     assert (run / "logs" / "eval__math_0k.log").read_text().splitlines()[0].endswith(" overwrite=true")
 
 
@@ -233,3 +242,19 @@ def test_an_interrupt_stops_the_run_with_exit_130_and_keeps_finished_steps(tmp_p
     assert not (run / ".steps" / "generate__math.done").exists()
     monkeypatch.setattr(reproduction, "run_in_process", real)
     assert _statuses(reproduce(_config(run, tiny_models, *CHEAP)))["setup/tiny_models"] == "skipped"
+
+
+def test_a_deleted_intermediate_merged_model_is_merged_again_and_nothing_downstream_is_redone(tmp_path, tiny_models):
+    """auto_gpu.md says the `active_learning_*_r<k>-merged` folders can be deleted to save disk: a later plain rerun
+    merges r1 again (the same content) and redoes nothing that read it."""
+    import shutil
+
+    run = tmp_path / "run"
+    chain = ["only=[setup,generate,active_learning]", "profile.active_learning.rounds=2",
+             "profile.active_learning.strategies=[margin]", "profile.active_learning.random_subsets=false"]
+    reproduce(_config(run, tiny_models, *chain))
+    merged = layout.merged_dir(run, layout.active_learning_name("math", "margin", 1))
+    shutil.rmtree(merged)
+    statuses = _statuses(reproduce(_config(run, tiny_models, *chain)))
+    assert statuses.pop("merge/active_learning_math_margin_r1") == "done" and (merged / "config.json").is_file()
+    assert set(statuses.values()) == {"skipped"}, statuses
