@@ -20,11 +20,12 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
-# On any CUDA machine, before a long run: bf16, vLLM, DeepSpeed ZeRO-2, InternLM2 remote code, the tiny grid.
+# On any CUDA machine, before a long run: the driver, bf16, vLLM, DeepSpeed ZeRO-2, InternLM2 remote code, the tiny
+# grid. REAL=1: the preflight on the real Hub models instead (every kind of step once, minutes; profile=preflight).
 # Uses .venv when setup.sh made one, else the image's python (and .gpu-wheels/ from `make gpu-wheels`).
 GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
-	$(GPU_PY) -m reward_transfer.gpu_check
+	$(GPU_PY) -m reward_transfer.gpu_check $(if $(REAL),--real)
 
 # Here (package index reachable): wheels of what a preinstalled torch/transformers image lacks, for gpu-check.
 PYTHON_VERSION ?= 3.11

@@ -7,6 +7,10 @@ One line per check (PASS / FAIL / SKIP with why), exit 1 on any failure, at once
   vllm       the vLLM backend generates on the tiny LM (skipped where vLLM is not installed)
   zero2      one DeepSpeed ZeRO-2 training step through `accelerate launch` (skipped without deepspeed)
   grid       the whole tiny grid (`reproduce.py profile=tiny`) on the GPU in bf16
+With `--real` (`make gpu-check REAL=1`), after driver and versions: the preflight on the real Hub models instead
+(`reproduce.py profile=preflight`: every kind of step of the paper run once on a few dozen pairs, one line per
+step, stopping at the first failure), so a broken model, token or launcher shows up in minutes, not after the
+10-20 hours of generation that precede the first InternLM2 step of the grid.
 
 It runs on whatever torch/transformers the box has (a rented image's), not only on this project's pins. On a
 box without registry access, `make gpu-wheels PYTHON_VERSION=3.x` (`python -m reward_transfer.gpu_check
@@ -207,6 +211,9 @@ def main() -> int:
               "NVIDIA GPU; nothing was run", file=sys.stderr)
         return 1
     report = Report()
+    if "--real" in sys.argv[1:]:
+        check_versions(report)
+        return _finish(report) if report.failed else run_preflight()
     env = {**os.environ, **OFFLINE, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     missing = _missing()
@@ -252,6 +259,22 @@ def main() -> int:
                               f"output_dir={work / 'grid'}"],
              env, REPO_ROOT, "the tiny grid ran on the GPU (bf16) and wrote its report")
     return _finish(report)
+
+
+PREFLIGHT_DIR = REPO_ROOT / "outputs" / "preflight"
+
+
+def run_preflight() -> int:
+    """`reproduce.py profile=preflight` on the real models (Hub access and `.env`'s HF_TOKEN needed): its console
+    lines pass through; the exit code is its own (non-zero at the first failing step, which it names)."""
+    started = time.perf_counter()
+    command = [sys.executable, "reproduce.py", "profile=preflight", f"output_dir={PREFLIGHT_DIR}"]
+    print(f"gpu-check: preflight on the real models: {' '.join(command[1:])}", flush=True)
+    code = subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
+    minutes = (time.perf_counter() - started) / 60
+    print(f"gpu-check: preflight {'passed' if code == 0 else 'FAILED'} in {minutes:.1f} min (logs: "
+          f"{PREFLIGHT_DIR / 'logs'})", flush=True)
+    return code
 
 
 def _finish(report: Report) -> int:

@@ -4,14 +4,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 from reward_transfer.gpu_check import Report, check_internlm2
 
 
-def test_without_cuda_it_exits_at_once_with_a_clear_message():
+@pytest.mark.parametrize("argv", [[], ["--real"]])
+def test_without_cuda_it_exits_at_once_with_a_clear_message(argv):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, "-m", "reward_transfer.gpu_check"], cwd=REPO_ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "reward_transfer.gpu_check", *argv], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

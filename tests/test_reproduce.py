@@ -158,7 +158,7 @@ def test_dry_run_writes_the_tiny_command_list_without_running(tmp_path: Path, ti
     assert "model.init=causal_lm_new_head" in script and not (run / ".steps").exists()
 
 
-@pytest.mark.parametrize("profile", ["tiny", "paper"])
+@pytest.mark.parametrize("profile", ["tiny", "paper", "preflight"])
 def test_every_step_composes_with_its_script_schema(tmp_path: Path, profile: str) -> None:
     """Each step's named config + overrides is valid for its script (unknown keys would be schema errors)."""
     GlobalHydra.instance().clear()
@@ -166,7 +166,7 @@ def test_every_step_composes_with_its_script_schema(tmp_path: Path, profile: str
         cfg = compose("config", overrides=[f"profile={profile}", f"output_dir={tmp_path}"])
     steps = build_grid(cfg)
     hydra_steps = [s for s in steps if s.config_name is not None]
-    assert len(hydra_steps) > 80
+    assert len(hydra_steps) > (10 if profile == "preflight" else 80)
     for step, composed in zip(hydra_steps, compose_configs(hydra_steps), strict=True):  # one Hydra init per script
         written = (composed.dataset.output_dataset_name_or_path if step.script == "active_data_selection"
                    else composed.output_dir)
@@ -258,3 +258,26 @@ def test_a_deleted_intermediate_merged_model_is_merged_again_and_nothing_downstr
     statuses = _statuses(reproduce(_config(run, tiny_models, *chain)))
     assert statuses.pop("merge/active_learning_math_margin_r1") == "done" and (merged / "config.json").is_file()
     assert set(statuses.values()) == {"skipped"}, statuses
+
+
+def test_the_preflight_runs_every_kind_of_step_of_the_paper_run_once_on_a_few_dozen_pairs(tmp_path: Path) -> None:
+    """`make gpu-check REAL=1`: the paper's models, launcher and configs, every kind of step, small."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs" / "reproduce"), version_base="1.3"):
+        preflight = compose("config", overrides=["profile=preflight", f"output_dir={tmp_path}"])
+        paper = compose("config", overrides=["profile=paper", f"output_dir={tmp_path}"])
+    steps = build_grid(preflight)
+    kinds = {(s.script, "best_of_n" if "mode=best_of_n" in s.overrides else s.group) for s in steps}
+    for kind in [("generate_preference_data", "generate"), ("train_sft_model", "sft"),
+                 ("train_reward_model", "truth"), ("train_reward_model", "active_learning"),
+                 ("merge_peft_model", "truth"), ("eval", "eval"), ("active_data_selection", "active_learning"),
+                 ("eval", "best_of_n"), ("report", "report")]:
+        assert kind in kinds, kind
+    assert len(steps) <= 15
+    assert preflight.profile.launcher == paper.profile.launcher  # DeepSpeed through accelerate, as the grid runs
+    assert preflight.profile.models == paper.profile.models
+    composed = dict(zip([s.name for s in steps if s.config_name],
+                        compose_configs([s for s in steps if s.config_name]), strict=True))
+    assert composed["train/math_scratch"].dataset.max_examples == 48
+    assert composed["eval/math_0k"].dataset.max_examples == 32
+    assert composed["select/active_learning_math_margin_r1"].dataset.pairs_to_select == 16
