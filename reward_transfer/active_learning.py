@@ -19,7 +19,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
-from reward_transfer.config import HubConfig, ScoringModelConfig, register_schema
+from reward_transfer.config import HubConfig, PathsConfig, ScoringModelConfig, register_schema
 from reward_transfer.data import PAIR_COLUMNS, as_pairs, load_table, require_columns, sample_rows
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_dataset
@@ -37,8 +37,10 @@ HISTOGRAM_BINS = 10
 
 @dataclass
 class SelectionDatasetConfig:
-    dataset_name_or_path: str = "???"  # round 1: a pair dataset (its train split is the pool); later: the state
-    output_dataset_name_or_path: str = "???"  # the state directory written
+    # Round 1: a pair dataset (its train split is the pool); later rounds: the state. Default: the original code's
+    # one state of the domain, <paths.root>/active_learning/<domain>/state, read and rewritten by every round.
+    dataset_name_or_path: str = "${layout:al_state,${domain}}"
+    output_dataset_name_or_path: str = "${layout:al_state,${domain}}"  # the state directory written
     pairs_to_select: int = 2500
     max_to_look_at: int | None = 40000  # pool pairs scored per round (None: all); unscanned pairs stay in U
     # Round 1: the pool is the train split's seeded sample of this many pairs, the very rows training reads with
@@ -51,15 +53,18 @@ class SelectionDatasetConfig:
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "margin"
+    strategy: str = "margin"  # margin: sample with P ∝ exp(-margin/T) | argmin: smallest margins | random: baseline
     temperature: float = 1.0
-    train_on: str = "new"
+    train_on: str = "new"  # new: train on this round's picks (the original code) | all: on every pair selected so far
 
 
 @dataclass
 class ActiveDataSelectionConfig:
     domain: str = "???"
-    model: ScoringModelConfig = field(default_factory=ScoringModelConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    # The scoring model; default: the previous round's merged model (round 1: the general RM, `initial.yaml`).
+    model: ScoringModelConfig = field(
+        default_factory=lambda: ScoringModelConfig("${layout:merged,active_learning_${domain}}"))
     dataset: SelectionDatasetConfig = field(default_factory=SelectionDatasetConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     seed: int = 42

@@ -1,8 +1,8 @@
 """The active-learning loop for one domain and strategy: select → train → eval → merge, round after round.
 
-The rounds are the grid's own (`reproduction.GridBuilder.active_learning_chain`): the same steps, names
-(`active_learning_<domain>_<strategy>_r<k>`), run-folder layout and rerun rule as `reproduce.py`, run in this
-process. `output_root` is a run folder (`models/`, `active_learning/`, `eval/`, `grid.json`), so
+The rounds are the grid's own (`grid.plan.plan_active_learning`): the same steps, names
+(`active_learning_<domain>_<strategy>_r<k>`), run-folder layout and rerun rule as `reproduce.py`, run by the in-process
+executor. `output_root` is a run folder (`models/`, `active_learning/`, `eval/`, `grid.json`), so
 `python report.py <output_root>` reports it; an interrupted loop resumes at the step where it stopped.
 """
 
@@ -16,22 +16,15 @@ from omegaconf import DictConfig
 
 from reward_transfer import run_layout as layout
 from reward_transfer.active_learning import STATE_INFO, STRATEGIES, TRAIN_ON
-from reward_transfer.config import register_schema
+from reward_transfer.config import PathsConfig, register_schema
 from reward_transfer.errors import UserError
 from reward_transfer.storage import atomic_write_json
 
 
 @dataclass
-class LoopConfigNames:
-    select_initial: str = "???"  # configs/active_data_selection/<name> for round 1
-    select: str = "???"  # ... for later rounds
-    train_initial: str = "???"  # configs/train_reward_model/<name> for round 1
-    train: str = "???"
-    eval: str = "???"  # configs/eval/<name>
-
-
-@dataclass
 class LoopOverrides:
+    """Extra overrides of every step of a kind, e.g. select: [dataset.batch_size=32]."""
+
     select: list[str] = field(default_factory=list)
     train: list[str] = field(default_factory=list)
     eval: list[str] = field(default_factory=list)
@@ -40,13 +33,18 @@ class LoopOverrides:
 @dataclass
 class ActiveLearningLoopConfig:
     domain: str = "???"
-    strategy: str = "margin"
-    train_on: str = "new"  # new: fine-tune the previous round's model on the new picks | all: start over on L
+    strategy: str = "margin"  # margin | argmin | random (the paper's baseline)
+    train_on: str = "new"  # new: fine-tune the previous round's merged model on the new picks | all: start over on L
     rounds: int = 3
-    start_model: str = "???"  # scores round 1's pool and is the starting point of round 1's training
-    pool: str | None = None  # round 1's pair dataset (its eval split is evaluated); None: what select_initial names
-    output_root: str = "outputs/active_learning/${domain}-${strategy}"
-    configs: LoopConfigNames = field(default_factory=LoopConfigNames)
+    pairs_per_round: int = 2500
+    max_to_look_at: int | None = 40000  # pool pairs scored per round (null: all)
+    pool_size: int | None = 60000  # round 1's pool: the ground truth's training sample of this size (null: all)
+    start_model: str = "internlm/internlm2-7b-reward"  # scores round 1's pool and is round 1's starting point
+    pool: str | None = None  # round 1's pair dataset (null: <paths.root>/data/pref-data-<domain>); its eval split
+    eval_max_examples: int | None = None  # evaluation pairs per round (null: the whole eval split)
+    seed: int = 42
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    output_root: str = "${paths.root}/active_learning/${domain}-${strategy}"
     overrides: LoopOverrides = field(default_factory=LoopOverrides)
 
 
@@ -63,48 +61,36 @@ def _check(cfg: DictConfig) -> None:
 
 
 def loop_profile(cfg: DictConfig) -> Any:
-    """The grid profile of one loop: one domain, one strategy, the loop's configs and overrides; pool size, pairs
-    per round and scan cap as the round-1 selection config sets them."""
-    from reward_transfer.reproduction import (
-        ActiveLearningProfile,
-        ModelsProfile,
-        ProfileConfig,
-        SizesProfile,
-        Step,
-        compose_configs,
-    )
+    """The grid profile of one loop: one domain, one strategy, the loop's sizes and overrides."""
+    from reward_transfer.grid.profile import ActiveLearningProfile, ModelsProfile, ProfileConfig, SizesProfile
 
-    names, extra = cfg.configs, cfg.overrides
-    select, evaluation = compose_configs([
-        Step("select", "", "active_data_selection", names.select_initial, list(extra.select)),
-        Step("eval", "", "eval", names.eval, list(extra.eval))])
+    pool = cfg.pool or str(layout.data_dir(Path(cfg.paths.root), cfg.domain))
     return ProfileConfig(
-        name=f"active_learning_loop {cfg.domain} {cfg.strategy}", domains=[cfg.domain], in_process=True,
+        name=f"active_learning_loop {cfg.domain} {cfg.strategy}", domains=[cfg.domain], seed=cfg.seed,
         models=ModelsProfile(general=cfg.start_model),
-        sizes=SizesProfile(full=select.dataset.pool_size, eval_max_examples=evaluation.dataset.max_examples),
+        sizes=SizesProfile(full=cfg.pool_size, eval_max_examples=cfg.eval_max_examples),
         active_learning=ActiveLearningProfile(
-            rounds=cfg.rounds, pairs_per_round=select.dataset.pairs_to_select,
-            max_to_look_at=select.dataset.max_to_look_at, strategies=[cfg.strategy], random_subsets=False,
-            train_on=cfg.train_on),
-        pair_data={cfg.domain: cfg.pool or select.dataset.dataset_name_or_path},
-        config_names={"select_initial": names.select_initial, "select": names.select,
-                      "train_al_initial": names.train_initial, "train_al": names.train, "eval_al": names.eval},
-        overrides={"select": list(extra.select), "train_al": list(extra.train), "eval": list(extra.eval)},
+            rounds=cfg.rounds, pairs_per_round=cfg.pairs_per_round, max_to_look_at=cfg.max_to_look_at,
+            strategies=[cfg.strategy], random_subsets=False, train_on=cfg.train_on),
+        pair_data={cfg.domain: pool},
+        overrides={"select": list(cfg.overrides.select), "active_learning": list(cfg.overrides.train),
+                   "eval": list(cfg.overrides.eval)},
     )
 
 
 def run_active_learning(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run (or resume) every round; returns one row per round with its evaluation results."""
-    from reward_transfer.reproduction import GridBuilder, grid_summary, run_steps
+    from reward_transfer.grid.executors.sequential import InProcessExecutor
+    from reward_transfer.grid.plan import grid_summary, plan_active_learning
+    from reward_transfer.grid.profile import ExecutorConfig
 
     _check(cfg)
     run = Path(cfg.output_root)
     profile = loop_profile(cfg)
-    builder = GridBuilder(profile, run, best_of_n=False)
-    builder.active_learning_chain(cfg.domain, cfg.strategy)
+    plan = plan_active_learning(profile, run, cfg.domain, cfg.strategy)
     started = time.perf_counter()
-    atomic_write_json(layout.grid_file(run), grid_summary(profile, builder.cells))
-    run_steps(builder.steps, profile, run)
+    atomic_write_json(layout.grid_file(run), grid_summary(profile, plan.cells))
+    InProcessExecutor(ExecutorConfig(name="inprocess"), profile).run(plan.steps, plan.by_name(), run, overwrite=False)
     rows = []
     for k in range(1, cfg.rounds + 1):
         name = layout.active_learning_name(cfg.domain, cfg.strategy, k)

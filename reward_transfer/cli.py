@@ -15,23 +15,16 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
 
 from reward_transfer.errors import UserError, exit_on_user_error
+from reward_transfer.stages import CONFIGS, get_stage
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # Every stage runs in place: no per-run Hydra folders or .hydra copies (each writes its own config beside its
 # results), and logs go to stdout.
 RUN_IN_PLACE = ("hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout")
-# Where each Hydra script's config schema is registered (light modules: composing a config imports no trainer).
-SCHEMAS = {"generate_preference_data": "reward_transfer.generation.schema",
-           "train_reward_model": "reward_transfer.training_schema", "eval": "reward_transfer.evaluation",
-           "active_data_selection": "reward_transfer.active_learning",
-           "active_learning_loop": "reward_transfer.active_learning_loop", "reproduce": "reward_transfer.reproduction",
-           "train_sft_model": "reward_transfer.sft_schema"}
 CONFIG_NAME_FLAGS = ("--config-name", "-cn")
 HELP_FLAGS = ("--help", "-h")
 
@@ -59,8 +52,8 @@ def entry_point() -> Iterator[None]:
 
 
 def named_configs(script: str) -> list[str]:
-    """The named configs a script can run (`configs/<script>/*.yaml` without the shared base)."""
-    return sorted(p.stem for p in (CONFIGS / script).glob("*.yaml") if p.stem != "base")
+    """The named configs a script can run (`configs/<script>/*.yaml`)."""
+    return sorted(p.stem for p in (CONFIGS / script).glob("*.yaml"))
 
 
 def _split_argv(script: str, argv: list[str], default: str | None) -> tuple[str | None, list[str], list[str]]:
@@ -116,7 +109,7 @@ def _key_exists(cfg: Any, key: str, script: str) -> bool:
             return True
         if not isinstance(node, DictConfig):
             return True
-        if part not in node:
+        if part not in node.keys():  # noqa: SIM118 (`in node` is False for a key whose value is MISSING)
             if _is_open(node):
                 return False
             close = difflib.get_close_matches(key, _keys(cfg), n=1, cutoff=0.5)
@@ -158,7 +151,7 @@ def check_command_line(script: str, argv: list[str], default: str | None) -> tup
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    importlib.import_module(SCHEMAS[script])
+    importlib.import_module(get_stage(script).schema)
     config_name, overrides, _ = _split_argv(script, argv, default)
     if config_name is None:
         raise UserError(f"{script}: choose a config with --config-name=NAME (available: "
@@ -203,7 +196,7 @@ def describe(script: str, default: str | None, doc: str) -> str:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    importlib.import_module(SCHEMAS[script])
+    importlib.import_module(get_stage(script).schema)
     names = named_configs(script)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIGS / script), version_base="1.3"):

@@ -3,6 +3,9 @@
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from reward_transfer import run_layout
 
 
 @dataclass
@@ -15,6 +18,14 @@ class DatasetSpec:
     # The dataset's own column names for the pair roles, e.g. {problem: question}; unnamed roles: ours
     # (problem/accepted/rejected), else TRL's and RewardBench's (prompt/chosen/rejected).
     columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PathsConfig:
+    """Where a stage's default inputs and outputs live: `${layout:<kind>,<name>}` in a config is that path under
+    `root` (reward_transfer/run_layout.py), e.g. `${layout:data,math}` = `<root>/data/pref-data-math`."""
+
+    root: str = "outputs"
 
 
 @dataclass
@@ -43,6 +54,9 @@ class ScoringModelConfig:
     # The length budget of a scored conversation (null: the model's context, as the original scored whole
     # conversations); a longer one loses the start of its prompt, never an answer's end or the reward token.
     max_length: int | None = None
+
+
+OmegaConf.register_new_resolver("layout", run_layout.config_path, replace=True)
 
 
 def register_schema(group_name: str, node: type) -> None:

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from reward_transfer.config import DatasetSpec, LoggingConfig, ScoringModelConfig, register_schema
+from reward_transfer.config import (
+    DatasetSpec,
+    LoggingConfig,
+    PathsConfig,
+    ScoringModelConfig,
+    register_schema,
+)
 from reward_transfer.data import PAIR_COLUMNS, load_datasets, load_table, require_columns
 from reward_transfer.domains import get_domain
 from reward_transfer.domains import known as known_domains
@@ -36,8 +42,9 @@ MODES = ("pairs", "best_of_n")
 
 @dataclass
 class EvalDatasetConfig:
-    datasets: list[DatasetSpec] = field(default_factory=list)
-    max_examples: int | None = None
+    # Default: the eval split of the domain's pairs (<paths.root>/data/pref-data-<domain>, ~9k pairs on the paper run).
+    datasets: list[DatasetSpec] = field(default_factory=lambda: [DatasetSpec("${layout:data,${domain}}", "eval")])
+    max_examples: int | None = None  # null: every pair; a seeded sample otherwise
     batch_size: int = 16  # conversations per forward pass at most
     max_batch_tokens: int = 16384  # padded tokens per forward pass at most (long conversations: smaller batches)
 
@@ -50,13 +57,14 @@ class BestOfNConfig:
 
 @dataclass
 class EvalConfig:
-    name: str = "???"
-    domain: str | None = None
-    mode: str = "pairs"
-    model: ScoringModelConfig = field(default_factory=ScoringModelConfig)
+    name: str = "???"  # the evaluated model's name; also the default model and output folder
+    domain: str | None = None  # the domain of the evaluation pairs (the default data; its pair kinds)
+    mode: str = "pairs"  # pairs: judgment accuracy on held-out pairs | best_of_n: rerank the saved candidates
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    model: ScoringModelConfig = field(default_factory=lambda: ScoringModelConfig("${layout:model,${name}}"))
     dataset: EvalDatasetConfig = field(default_factory=EvalDatasetConfig)
     best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
-    output_dir: str = "outputs/eval/${name}"
+    output_dir: str = "${layout:eval,${name}}"
     save_scores: bool = True
     bootstrap_samples: int = 1000
     seed: int = 42

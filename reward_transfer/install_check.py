@@ -9,31 +9,33 @@ import shutil
 import sys
 from importlib import metadata
 
-# What each stage imports (reproduction.STAGES names the stage functions; these are their modules and helpers).
-STAGE_MODULES = (
-    "reward_transfer.generation",
+# Beyond every stage's own modules (reward_transfer.stages): what the stages import at run time.
+HELPER_MODULES = (
     "reward_transfer.verifiers.math",
     "reward_transfer.verifiers.code",
     "reward_transfer.verifiers.choice",
     "reward_transfer.domains",
-    "reward_transfer.sft",
-    "reward_transfer.training",
-    "reward_transfer.merging",
-    "reward_transfer.evaluation",
-    "reward_transfer.active_learning",
-    "reward_transfer.active_learning_loop",
-    "reward_transfer.reporting",
-    "reward_transfer.reproduction",
+    "reward_transfer.grid.executors",
     "reward_transfer.tiny_internlm2.modeling_internlm2",  # what InternLM2's remote code imports (einops, cache API)
     "sentencepiece",  # InternLM2's slow tokenizer
     "deepspeed",
 )
+
+
+def stage_modules() -> list[str]:
+    """The module of every stage's function and schema, then the helpers."""
+    from reward_transfer.stages import STAGES
+
+    modules = [module for stage in STAGES.values() for module in (stage.function.split(":")[0], stage.schema) if module]
+    return list(dict.fromkeys([*modules, *HELPER_MODULES]))
+
+
 VERSIONS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed", "vllm")
 
 
 def main() -> int:
     failed = []
-    for name in STAGE_MODULES:
+    for name in stage_modules():
         try:
             importlib.import_module(name)
         except Exception as err:  # any import-time failure is what this check exists to report

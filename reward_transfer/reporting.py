@@ -22,7 +22,7 @@ MISSING = "—"
 NOT_REACHED = "not reached"
 MAIN_STRATEGY, BASELINE_STRATEGY = "margin", "random"
 # Table 1's rows in the paper's order: (target domain, starting model).
-TABLE1_ROWS = (("math", "gen"), ("code", "gen"), ("code", "math"), ("math", "code"))
+TABLE1_ROWS = (("math", "general"), ("code", "general"), ("code", "math"), ("math", "code"))
 # Best-of-n results.json: our column title → the keys the evaluation may use for it, first found wins.
 BEST_OF_N_COLUMNS = {
     "RM's pick correct": ("best_of_n_accuracy", "accuracy"),
@@ -169,7 +169,7 @@ def table1_sizes(results: RunResults) -> list[int]:
     planned = results.grid.get("sizes")
     if planned:
         return [0, *sorted(int(s) for s in planned)]
-    return sorted({cell.size for cell in _cells(results) if cell.kind in ("gen", "from")} | {0})
+    return sorted({cell.size for cell in _cells(results) if cell.kind in ("finetune", "cross")} | {0})
 
 
 def full_size(results: RunResults, domain: str, sizes: Iterable[int]) -> int | None:
@@ -183,9 +183,9 @@ def full_size(results: RunResults, domain: str, sizes: Iterable[int]) -> int | N
 
 def row_result_name(results: RunResults, domain: str, start: str, size: int) -> str | None:
     """The result of Table 1's cell (target domain, starting model, fine-tuning size), None when not in the run."""
-    if start == "gen":
-        return results.find(domain, "gen", size=size)
-    return results.find(domain, "from", size=size, source=start)
+    if start == "general":
+        return results.find(domain, "finetune", size=size)
+    return results.find(domain, "cross", size=size, source=start)
 
 
 @dataclass
@@ -293,7 +293,7 @@ def _paper_transferability(paper: dict, paper_row: dict, key: str, domain: str) 
 
 
 def _start_label(start: str) -> str:
-    return "R_gen" if start == "gen" else f"R_{start}"
+    return "R_gen" if start == "general" else f"R_{start}"
 
 
 def _aligned(results: RunResults, names: list[str | None]) -> tuple[list[str], list[list[bool]]] | None:
@@ -340,7 +340,7 @@ def build_table1(results: RunResults, paper: dict | None = None) -> Table:
     header = ["domain", "start", "eval pairs", "R_truth", *(layout.size_label(s) for s in sizes), "S_T"]
     rows, mapping = [], ""
     for domain, start in TABLE1_ROWS:
-        if domain not in domains or (start != "gen" and start not in domains):
+        if domain not in domains or (start != "general" and start not in domains):
             continue
         truth = results.find(domain, "truth")
         names = {s: row_result_name(results, domain, start, s) for s in sizes}
@@ -414,7 +414,7 @@ def build_table2(results: RunResults, paper: dict | None = None) -> Table:
             published = _paper_by_position(paper_row[key], sizes) if paper_row and key else {}
             block.append((f"AL {strategy}" if strategy != BASELINE_STRATEGY else "random (AL loop)", names,
                           {k: published.get(sizes[i]) for i, k in enumerate(rounds)}))
-        one_shot = {k: results.find(domain, "gen", size=cumulative[k]) if cumulative[k] else None for k in rounds}
+        one_shot = {k: results.find(domain, "finetune", size=cumulative[k]) if cumulative[k] else None for k in rounds}
         if any(n is not None for n in one_shot.values()):
             block.append(("random pairs, one fine-tune", one_shot, {}))
         all_names = [truth, *(n for _, names, _ in block for n in names.values())]
@@ -449,7 +449,7 @@ def transfer_name(results: RunResults, source: str, target: str, size: int) -> s
     `target`'s own ground truth)."""
     if source == target:
         return results.find(target, "truth")
-    return results.find(target, "from", size=size, source=source)
+    return results.find(target, "cross", size=size, source=source)
 
 
 def build_transfer_matrix(results: RunResults) -> Table:
@@ -533,7 +533,7 @@ def build_paired_tests(results: RunResults) -> Table:
         truth = results.find(domain, "truth")
         for name in sorted(results.accuracy, key=lambda n: _sort_key(results, n)):
             cell = results.cells.get(name)
-            if truth and cell and cell.domain == domain and cell.kind in ("gen", "from") and cell.size:
+            if truth and cell and cell.domain == domain and cell.kind in ("finetune", "cross") and cell.size:
                 comparisons.append((domain, f"{describe(results, name)} vs R_truth", name, truth))
     rows = []
     for domain, label, first, second in comparisons:
@@ -558,9 +558,9 @@ def describe(results: RunResults, name: str) -> str:
         return name
     if cell.kind == "truth":
         return "R_truth"
-    if cell.kind == "gen":
+    if cell.kind == "finetune":
         return "R_gen" if cell.size == 0 else f"R_gen + {layout.size_label(cell.size)}"
-    if cell.kind == "from":
+    if cell.kind == "cross":
         start = f"R_{cell.source}"
         return start if cell.size == 0 else f"{start} + {layout.size_label(cell.size)}"
     return f"AL {cell.strategy}, round {cell.round_index}"
@@ -608,7 +608,7 @@ def _sort_key(results: RunResults, name: str) -> tuple:
     cell = results.cells.get(name)
     if cell is None:
         return (9, name)
-    kinds = {"truth": 0, "gen": 1, "from": 2, "al": 3}
+    kinds = {"truth": 0, "finetune": 1, "cross": 2, "al": 3}
     domains = _domains(results)
     domain = domains.index(cell.domain) if cell.domain in domains else 9
     return (domain, kinds.get(cell.kind, 9), cell.strategy or "", cell.size or cell.round_index or 0, name)
@@ -702,7 +702,7 @@ def _train_size(results: RunResults, name: str) -> int | None:
         return None
     if cell.kind == "truth":
         return full_size(results, cell.domain, table1_sizes(results))
-    if cell.kind in ("gen", "from"):
+    if cell.kind in ("finetune", "cross"):
         return cell.size
     return None
 
@@ -817,7 +817,7 @@ def plot_active_learning(results: RunResults, out: Path, paper: dict | None = No
     fig, axes, plt = _figure(len(domains), f"Active learning vs random selection{_label_suffix(results)}")
     styles = ["o-", "s--", "d-.", "v:"]
     for ax, domain in zip(axes, domains, strict=True):
-        start = results.acc(results.find(domain, "gen", size=0))
+        start = results.acc(results.find(domain, "finetune", size=0))
         paper_row = _paper_row(paper, "table2", domain=domain)
         for index, strategy in enumerate(al_strategies(results)):
             points = [(0, start)] + [(k, results.acc(results.find_round(domain, strategy, k))) for k in rounds]
@@ -830,7 +830,7 @@ def plot_active_learning(results: RunResults, out: Path, paper: dict | None = No
                     by_size = _paper_by_position(paper_row[key], [cumulative[k] or 0 for k in rounds])
                     _paper_points(ax, {k: by_size[cumulative[k] or 0] for k in rounds if (cumulative[k] or 0) in by_size},
                                   f"paper, {strategy}", drawn[0].get_color())
-        one_shot = [(k, results.acc(results.find(domain, "gen", size=cumulative[k]))) for k in rounds if cumulative[k]]
+        one_shot = [(k, results.acc(results.find(domain, "finetune", size=cumulative[k]))) for k in rounds if cumulative[k]]
         one_shot = [(k, v) for k, v in one_shot if v is not None]
         if one_shot:
             ax.plot([k for k, _ in one_shot], [v for _, v in one_shot], "^:", color="gray",
@@ -907,10 +907,10 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
     suffix = _label_suffix(results)
     figures = [
         plot_loss_curves(results, out / "figure2_loss.png",
-                         lambda c: c.kind == "truth" or (c.kind == "gen" and c.size in table1_sizes(results)[1:]),
+                         lambda c: c.kind == "truth" or (c.kind == "finetune" and c.size in table1_sizes(results)[1:]),
                          f"Figure 2: training loss, general RM fine-tuned on subsets and the ground-truth RM{suffix}"),
         plot_loss_curves(results, out / "figure3_loss_cross.png",
-                         lambda c: c.kind == "truth" or (c.kind == "from" and bool(c.size)),
+                         lambda c: c.kind == "truth" or (c.kind == "cross" and bool(c.size)),
                          f"Figure 3: training loss, cross-domain fine-tuning and the ground-truth RM{suffix}"),
         plot_accuracy_vs_size(results, out / "accuracy_vs_size.png", paper_results),
         plot_active_learning(results, out / "active_learning.png", paper_results),

@@ -19,7 +19,7 @@ from reward_transfer.storage import atomic_write_json
 
 SETTINGS_FILE = "run_settings.json"
 # How fast, where, or under which label a run happens; never what it produces (shared by every stage).
-COMMON_RESUMABLE_KEYS = ("output_dir", "overwrite", "logging", "huggingface", "progress", "name")
+COMMON_RESUMABLE_KEYS = ("output_dir", "paths", "overwrite", "logging", "huggingface", "progress", "name")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:

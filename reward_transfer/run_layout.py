@@ -8,6 +8,7 @@ naming convention lives in one place:
     <run>/eval/<name>/results.json         judgment accuracy of the model <name> on its target domain
     <run>/eval/<name>_best_of_n/results.json   best-of-n of the model <name> on its target domain
     <run>/active_learning/<domain>/<strategy>/state_r<k>   active-learning state after round k
+    <run>/active_learning/<domain>/state   the one state of the original code's commands (each round rewrites it)
     <run>/grid.json                        sizes of the run (full set, subsets, AL rounds), for the report
 
 Names follow the paper's config names (so a run made by hand with the seed's commands, in `outputs/`,
@@ -22,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PAPER_DOMAINS = ("math", "code")  # the paper's two domains (registered domains: reward_transfer/domains/)
 BEST_OF_N_SUFFIX = "_best_of_n"
@@ -76,7 +78,7 @@ class Cell:
     """What a result name means: the target domain, the starting model and how much data it saw."""
 
     domain: str
-    kind: str  # truth | gen | from | al
+    kind: str  # truth | finetune | cross | al (active learning)
     size: int | None = None
     source: str | None = None
     strategy: str | None = None
@@ -96,8 +98,8 @@ def parse_name(name: str) -> Cell | None:
         return None if parts["source"] else Cell(domain, "truth")
     size = parse_size(parts["size"])
     if parts["source"]:
-        return Cell(domain, "from", size=size, source=parts["source"])
-    return Cell(domain, "gen", size=size)
+        return Cell(domain, "cross", size=size, source=parts["source"])
+    return Cell(domain, "finetune", size=size)
 
 
 def data_dir(run: Path, domain: str) -> Path:
@@ -122,6 +124,26 @@ def eval_dir(run: Path, name: str) -> Path:
 
 def al_state_dir(run: Path, domain: str, strategy: str, round_index: int) -> Path:
     return Path(run) / "active_learning" / domain / strategy / f"state_r{round_index}"
+
+
+def original_state_dir(run: Path, domain: str) -> Path:
+    """The original code's one active-learning state of a domain (each round reads and rewrites it)."""
+    return Path(run) / "active_learning" / domain / "state"
+
+
+# `${layout:<kind>,<name>}` in a config: the path of that output under the config's `paths.root`, so the YAML files
+# name outputs through this module instead of spelling the layout out a second time.
+CONFIG_PATHS = {"data": data_dir, "candidates": candidates_dir, "model": model_dir, "merged": merged_dir,
+                "eval": eval_dir, "al_state": original_state_dir}
+
+
+def config_path(kind: str, name: str, _root_: Any) -> str:
+    """The `layout` resolver of every config schema (registered in `reward_transfer.config`)."""
+    if kind not in CONFIG_PATHS:
+        raise ValueError(f"layout: unknown kind '{kind}' (known: {', '.join(CONFIG_PATHS)})")
+    if name in (None, "None", "???"):
+        raise ValueError(f"layout:{kind} needs a name; set the key it is made from (e.g. domain=math)")
+    return str(CONFIG_PATHS[kind](Path(_root_.paths.root), name))
 
 
 def grid_file(run: Path) -> Path:

@@ -2,13 +2,13 @@
 
 from dataclasses import dataclass, field
 
-from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
+from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, PathsConfig, register_schema
 from reward_transfer.training_schema import LoraSchema
 
 
 @dataclass
 class SftModelSchema:
-    model_name_or_path: str = "???"  # a causal LM (a reward model is refused)
+    model_name_or_path: str = "internlm/internlm2-7b"  # a causal LM (a reward model is refused)
     tokenizer_name_or_path: str | None = None
     trust_remote_code: bool | None = None
     max_length: int = 2048
@@ -24,7 +24,7 @@ class SftDataSchema:
     max_examples: int | None = None  # rows read before filtering (null: all)
     # Pair datasets whose problems never enter SFT (their pairs and candidates, by problem id): the SFT data is
     # disjoint from the reward-model data by construction.
-    exclude: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=lambda: ["${layout:data,${domain}}"])
     num_problems: int | None = None  # SFT problems, a seeded sample of what is left (null: all)
     held_out: float = 0.1  # share of the SFT problems kept out of training to measure the loss on
     solutions_per_problem: int | None = 1  # code: APPS lists several solutions; null: all of them
@@ -32,7 +32,7 @@ class SftDataSchema:
 
 @dataclass
 class SftPromptSchema:
-    template: str = "prompt_templates/math.txt"  # the prompt generation uses, `{problem}` replaced
+    template: str = "prompt_templates/${domain}.txt"  # the prompt generation sends, `{problem}` replaced
     starter_code_template: str | None = None
 
 
@@ -58,7 +58,8 @@ class SftTrainSchema:
 class TrainSftModelConfig:
     name: str = "???"
     domain: str = "???"
-    output_dir: str = "outputs/models/${name}"
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    output_dir: str = "${layout:model,${name}}"
     overwrite: bool = False
     seed: int = 42
     model: SftModelSchema = field(default_factory=SftModelSchema)

@@ -7,7 +7,7 @@ import TRL and PEFT.
 from dataclasses import dataclass, field
 from typing import Any
 
-from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
+from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, PathsConfig, register_schema
 
 
 @dataclass
@@ -22,7 +22,7 @@ class LoraSchema:
 
 @dataclass
 class ModelSchema:
-    model_name_or_path: str = "???"
+    model_name_or_path: str = "internlm/internlm2-7b-reward"  # the general-purpose RM
     tokenizer_name_or_path: str | None = None
     # reward_model: fine-tune an existing RM; causal_lm_new_head: put a new scalar head on a causal LM ("scratch").
     init: str = "reward_model"
@@ -37,8 +37,9 @@ class ModelSchema:
 
 @dataclass
 class DatasetSchema:
-    datasets: list[DatasetSpec] = field(default_factory=list)
-    max_examples: int | None = None
+    # [{name_or_path, split, ratio}]; default: the train split of the domain's pairs (<paths.root>/data/pref-data-<domain>)
+    datasets: list[DatasetSpec] = field(default_factory=lambda: [DatasetSpec("${layout:data,${domain}}", "train")])
+    max_examples: int | None = None  # null: all pairs; a seeded prefix, so 20k ⊂ 40k ⊂ 60k
     # What to do when max_examples exceeds the data: false uses all rows (logged), true refuses.
     refuse_short_data: bool = False
     # Pairs longer than model.max_length: truncate the answers (prompt kept) or drop the pair.
@@ -81,8 +82,11 @@ RESUMABLE_KEYS = ("train.resume", "train.logging_steps", "train.save_steps", "tr
 
 @dataclass
 class TrainRewardModelConfig:
-    name: str = "???"
-    output_dir: str = "outputs/models/${name}"
+    name: str = "???"  # the run's name; also its default output folder
+    domain: str | None = None  # the domain whose pairs it trains on (the default data)
+    source: str | None = None  # cross-domain runs: the domain whose ground-truth RM it starts from
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    output_dir: str = "${layout:model,${name}}"
     overwrite: bool = False
     seed: int = 42
     model: ModelSchema = field(default_factory=ModelSchema)

@@ -73,7 +73,7 @@ def test_a_missing_or_unknown_config_name_lists_the_available_ones():
     for argv in ([], ["--config-name=demo_mat"]):
         with pytest.raises(UserError, match=r"available: .*demo_math"):
             check_command_line("eval", argv, None)
-    with pytest.raises(UserError, match=r"no profile named 'tny'.*available: paper, paper_published, tiny"):
+    with pytest.raises(UserError, match=r"no profile named 'tny'.*available: paper, paper_published, preflight, tiny"):
         check_command_line("reproduce", ["profile=tny"], "config")
 
 

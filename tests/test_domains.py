@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from reward_transfer.domains import get_domain, known
 from reward_transfer.errors import UserError
 from reward_transfer.generation import generate_preference_data
-from reward_transfer.reproduction import build_grid
+from reward_transfer.grid.plan import plan_from_config
 from reward_transfer.verifiers.choice import extract_choice
 
 OPTIONS = ["2 m/s^2", "4 m/s^2", "5 m/s^2", "10 m/s^2"]
@@ -51,7 +51,7 @@ def test_registry_knows_the_domains_and_refuses_unknown_ones_in_one_line(tmp_pat
     with initialize_config_dir(config_dir=str(REPO_ROOT / "configs" / "reproduce"), version_base="1.3"):
         cfg = compose("config", overrides=["profile.domains=[math,chem]", f"output_dir={tmp_path}"])
     with pytest.raises(UserError, match=r"profile\.domains: unknown domain 'chem'"):
-        build_grid(cfg)
+        plan_from_config(cfg)
 
 
 def test_mcq_demo_pairs_are_correct_vs_incorrect_and_stem_only(tmp_path):
@@ -77,7 +77,7 @@ def test_the_tiny_grid_has_every_ordered_transfer_of_its_three_domains(tmp_path)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO_ROOT / "configs" / "reproduce"), version_base="1.3"):
         cfg = compose("config", overrides=[f"output_dir={tmp_path}"])
-    names = {step.name for step in build_grid(cfg)}
+    names = {step.name for step in plan_from_config(cfg).steps}
     domains = ["math", "code", "mcq"]
     for target in domains:
         for source in domains:
@@ -118,7 +118,7 @@ def _repo_copy(target: Path) -> Path:
     return target
 
 
-def test_a_fourth_domain_is_one_module_its_configs_and_its_data(tmp_path, tiny_models):
+def test_a_fourth_domain_is_one_module_one_config_its_prompt_and_its_data(tmp_path, tiny_models):
     repo = _repo_copy(tmp_path / "repo")
     (repo / "reward_transfer/domains/parity.py").write_text(TOY_DOMAIN)
     numbers = range(2, 26)
@@ -137,16 +137,19 @@ dataset:
   eval_fraction: 0.25
 prompt: {template: prompt_templates/parity.txt}
 generation: {backend: replay, replay_path: data/replay_parity.jsonl, num_samples_per_problem: 4}
-output_dir: outputs/demo/data/pref-data-parity
+paths: {root: outputs/demo}
 """,
-        "train_reward_model/demo_parity.yaml": "defaults: [demo_math, _self_]\nname: demo_parity\n",
-        "eval/demo_parity.yaml": "defaults: [demo_math, _self_]\nname: demo_parity\ndomain: parity\n",
-        "eval/demo_parity_best_of_n.yaml": "defaults: [demo_parity, _self_]\nmode: best_of_n\n",
-        "active_data_selection/demo_parity.yaml": "defaults: [demo_math, _self_]\ndomain: parity\n",
-        "active_data_selection/demo_parity_initial.yaml": "defaults: [demo_math_initial, _self_]\ndomain: parity\n",
     }
     for name, text in configs.items():
         (repo / "configs" / name).write_text(text)
+    # Everything the new domain needed: its module, its data (problems and replayed answers), its prompt and the
+    # one config that says where its problems come from. Training, evaluation and selection run by `domain=`.
+    added = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo, capture_output=True,
+                           text=True).stdout if (repo / ".git").exists() else None
+    assert added is None or len(added.splitlines()) == 5
+    assert len([path for path in (repo / "reward_transfer/domains/parity.py", repo / "data/parity_problems.jsonl",
+                                  repo / "data/replay_parity.jsonl", repo / "prompt_templates/parity.txt",
+                                  *(repo / "configs" / name for name in configs)) if path.is_file()]) == 5
     tiny = tiny_models["lm"].parent
     run = tmp_path / "run"
     result = subprocess.run(

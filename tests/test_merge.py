@@ -36,8 +36,8 @@ def pairs_dir(tmp_path_factory) -> Path:
     return write_pairs(tmp_path_factory.mktemp("pairs") / "pref-data-code", train=16)
 
 
-def _train(config: str, model: Path, data: Path, out: Path) -> Path:
-    train_reward_model(compose_config(config, ["profile=tiny", *tiny_run(model, data, out, "train.max_steps=3")]))
+def _train(config: str, model: Path, data: Path, out: Path, *extra: str) -> Path:
+    train_reward_model(compose_config(config, ["profile=tiny", *extra, *tiny_run(model, data, out, "train.max_steps=3")]))
     return out
 
 
@@ -70,7 +70,7 @@ def test_merged_new_head_model_keeps_its_trained_head(tiny_models, pairs_dir, tm
 
 def test_internlm2_remote_code_model_trains_merges_and_evaluates(pairs_dir, tmp_path):
     base = build_tiny_internlm2(tmp_path / "tiny-internlm2-reward", rope_scaling={"type": "dynamic", "factor": 2.0})
-    adapter = _train("code_20k", base, pairs_dir, tmp_path / "il_code")
+    adapter = _train("finetune", base, pairs_dir, tmp_path / "il_code", "domain=code", "name=il_code")
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
         assert any(".v_head." in key for key in handle.keys())  # noqa: SIM118  (PEFT would not save it by itself)
 
@@ -91,7 +91,8 @@ def test_internlm2_remote_code_model_trains_merges_and_evaluates(pairs_dir, tmp_
 
     out = tmp_path / "eval"
     result = subprocess.run(
-        [sys.executable, "eval.py", "--config-name=code_20k", f"model.model_name_or_path={merged}",
+        [sys.executable, "eval.py", "--config-name=base", "domain=code", "name=il_code",
+         f"model.model_name_or_path={merged}",
          f"dataset.datasets=[{{name_or_path:{pairs_dir},split:train}}]", f"output_dir={out}", "model.max_length=128"],
         cwd=REPO_ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

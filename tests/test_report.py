@@ -176,8 +176,8 @@ def test_empty_run_folder_gives_tables_of_dashes(tmp_path: Path) -> None:
 
 
 def test_names_map_to_cells() -> None:
-    assert layout.parse_name("math_to_code_2.5k") == layout.Cell("code", "from", size=2500, source="math")
-    assert layout.parse_name("code_60k") == layout.Cell("code", "gen", size=60000)
+    assert layout.parse_name("math_to_code_2.5k") == layout.Cell("code", "cross", size=2500, source="math")
+    assert layout.parse_name("code_60k") == layout.Cell("code", "finetune", size=60000)
     assert layout.parse_name("math_scratch") == layout.Cell("math", "truth")
     assert layout.parse_name("active_learning_code_random_r2") == layout.Cell(
         "code", "al", strategy="random", round_index=2)

@@ -14,13 +14,10 @@ from hydra.core.global_hydra import GlobalHydra
 
 from reward_transfer import run_layout as layout
 from reward_transfer.errors import UserError
-from reward_transfer.reproduction import (
-    Step,
-    build_grid,
-    compose_configs,
-    reproduce,
-    select_steps,
-)
+from reward_transfer.grid.plan import plan_from_config
+from reward_transfer.grid.reproduce import reproduce, select_steps
+from reward_transfer.grid.running import compose_configs
+from reward_transfer.grid.step import Step
 
 REPO = Path(__file__).resolve().parent.parent
 CHEAP = ["only=[setup,generate,eval/math_0k]"]  # tiny models, pair generation, one evaluation: seconds
@@ -42,6 +39,11 @@ def _statuses(results) -> dict[str, str]:
     return {r.step: r.status for r in results}
 
 
+def build_grid(cfg) -> list[Step]:
+    """The steps reproduce.py plans for a composed config."""
+    return plan_from_config(cfg).steps
+
+
 def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "reproduce.py", "profile=paper", "dry_run=true", f"output_dir={tmp_path}",
@@ -53,14 +55,12 @@ def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
     assert script in result.stdout + "\n" or script.strip() in result.stdout
     commands = [line for line in script.splitlines() if line and not line.startswith(("#", "set "))]
     config_names = {line.split("--config-name=")[1].split()[0] for line in commands if "--config-name=" in line}
-    # Every paper config of training, evaluation, generation and selection is used (the demo ones are not).
-    for script_name in ("train_sft_model", "train_reward_model", "eval", "generate_preference_data",
-                        "active_data_selection"):
-        paper = {p.stem for p in (REPO / "configs" / script_name).glob("*.yaml")
-                 if p.stem != "base" and not p.stem.startswith("demo")}
-        assert paper <= config_names, f"{script_name}: missing {paper - config_names}"
+    # Training by role, evaluation and selection by their generic configs; generation and SFT per domain.
+    assert {"truth", "finetune", "cross", "active_learning_initial", "active_learning", "base", "initial", "math",
+            "code", "mcq"} == config_names
     assert all(line.startswith("accelerate launch --config_file=deepspeed/1_1GPU.yaml") for line in commands
                if " train_reward_model.py " in line or " eval.py " in line)
+    assert all(f"paths.root={tmp_path} seed=42" in line for line in commands if "--config-name=" in line)
     for domain in ("math", "code"):
         for strategy in ("margin", "random"):
             for k in (1, 2, 3):
@@ -70,8 +70,9 @@ def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
                 state = layout.al_state_dir(tmp_path, domain, strategy, k)
                 assert any(f"dataset.output_dataset_name_or_path={state} " in c and f"selection.strategy={strategy}"
                            in c for c in commands if "active_data_selection.py" in c), (domain, strategy, k)
-        assert f"dataset.max_examples=20000 output_dir={tmp_path}/models/math_to_code_20k" in script
-        assert f"--config-name={domain}_0k mode=best_of_n" in script
+        assert f"--config-name=base mode=best_of_n domain={domain} name={domain}_0k_best_of_n" in script
+    assert "--config-name=cross domain=code source=math name=math_to_code_20k" in script
+    assert "dataset.max_examples=20000" in script
     assert commands[-1] == f"python report.py {tmp_path}"
     grid = json.loads((tmp_path / "grid.json").read_text())
     assert grid["sizes"] == [20000, 40000, 60000] and grid["al"]["pairs_per_round"] == 2500
@@ -94,7 +95,7 @@ def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path, tiny
     assert first == {"setup/tiny_models": "done", "generate/math": "done", "eval/math_0k": "done"}
     assert json.loads((layout.eval_dir(run, "math_0k") / "results.json").read_text())["num_pairs"] > 0
     log = (run / "logs" / "eval__math_0k.log").read_text()
-    assert log.startswith("$ python eval.py --config-name=demo_math name=math_0k")
+    assert log.startswith("$ python eval.py --config-name=base domain=math name=math_0k")
     assert "accuracy" in log  # the stage's own summary, captured in-process
 
     assert set(_statuses(reproduce(_config(run, tiny_models, *CHEAP))).values()) == {"skipped"}
@@ -139,7 +140,8 @@ def test_a_failing_step_stops_the_run_with_its_command_and_log_tail(tmp_path: Pa
         reproduce(_config(run, tiny_models, *CHEAP, f"profile.models.general={tmp_path / 'no_such_model'}"))
     message = str(failure.value)
     assert message.startswith("step eval/math_0k failed")
-    assert f"command: python eval.py --config-name=demo_math name=math_0k model.model_name_or_path={tmp_path}" in message
+    assert ("command: python eval.py --config-name=base domain=math name=math_0k "
+            f"model.model_name_or_path={tmp_path}") in message
     assert "no_such_model" in message.split("last lines of the log:")[1]
     assert not (run / ".steps" / "eval__math_0k.done").exists()
     assert (run / ".steps" / "generate__math.done").exists()
@@ -154,8 +156,8 @@ def test_dry_run_writes_the_tiny_command_list_without_running(tmp_path: Path, ti
     run = tmp_path / "run"
     assert reproduce(_config(run, tiny_models, "dry_run=true")) == []
     script = (run / "commands.sh").read_text()
-    assert "python train_reward_model.py --config-name=demo_math name=math_scratch" in script
-    assert "model.init=causal_lm_new_head" in script and not (run / ".steps").exists()
+    assert "python train_reward_model.py --config-name=truth domain=math name=math_scratch" in script
+    assert "profile=tiny" in script and not (run / ".steps").exists()
 
 
 @pytest.mark.parametrize("profile", ["tiny", "paper", "preflight"])
@@ -171,14 +173,16 @@ def test_every_step_composes_with_its_script_schema(tmp_path: Path, profile: str
         written = (composed.dataset.output_dataset_name_or_path if step.script == "active_data_selection"
                    else composed.output_dir)
         assert Path(step.outputs[0]).parent == Path(written), step.name
-    assert composed.mode == "best_of_n" and composed.best_of_n.candidates.endswith("candidates")
+    from reward_transfer.evaluation import candidates_path
+
+    assert composed.mode == "best_of_n" and candidates_path(composed).endswith("candidates")
 
 
 def test_an_in_process_step_gives_what_its_command_line_gives(tmp_path: Path, tiny_models) -> None:
     run = tmp_path / "run"
     reproduce(_config(run, tiny_models, *CHEAP))
     line = next(c for c in (run / "commands_selected.sh").read_text().splitlines() if " name=math_0k " in c)
-    command = line.replace(f"output_dir={layout.eval_dir(run, 'math_0k')}", f"output_dir={tmp_path / 'cli'}")
+    command = f"{line} output_dir={tmp_path / 'cli'}"  # the same command, its result elsewhere
     result = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
@@ -204,7 +208,8 @@ def test_paper_dry_run_shows_the_data_files_the_pool_and_the_training_order(tmp_
     assert "# training order: 32 of 32 training steps shuffled, 0 length-grouped" in script
     assert "# active-learning pool (round 1): the ground truth's 60000 training pairs" in script
     selects = [line for line in script.splitlines() if "active_data_selection.py" in line]
-    assert all(("dataset.pool_size=60000" in line) == ("_initial " in line) for line in selects)
+    assert all(("dataset.pool_size=60000" in line) == ("--config-name=initial " in line) for line in selects)
+    assert sum("--config-name=initial " in line for line in selects) == 4  # round 1 of 2 domains × 2 strategies
 
 
 def test_published_pairs_stand_in_for_the_generate_step(tmp_path: Path) -> None:
@@ -224,23 +229,23 @@ def test_published_pairs_stand_in_for_the_generate_step(tmp_path: Path) -> None:
 
 def test_an_interrupt_stops_the_run_with_exit_130_and_keeps_finished_steps(tmp_path: Path, tiny_models,
                                                                            monkeypatch) -> None:
-    import reward_transfer.reproduction as reproduction
+    import reward_transfer.grid.running as running
 
-    real = reproduction.run_in_process
+    real = running.run_in_process
 
     def interrupted_generation(step):
         if step.name == "generate/math":
             raise KeyboardInterrupt
         return real(step)
 
-    monkeypatch.setattr(reproduction, "run_in_process", interrupted_generation)
+    monkeypatch.setattr(running, "run_in_process", interrupted_generation)
     run = tmp_path / "run"
     with pytest.raises(SystemExit) as stopped:
         reproduce(_config(run, tiny_models, *CHEAP))
     assert stopped.value.code == 130
     assert (run / ".steps" / "setup__tiny_models.done").exists()
     assert not (run / ".steps" / "generate__math.done").exists()
-    monkeypatch.setattr(reproduction, "run_in_process", real)
+    monkeypatch.setattr(running, "run_in_process", real)
     assert _statuses(reproduce(_config(run, tiny_models, *CHEAP)))["setup/tiny_models"] == "skipped"
 
 

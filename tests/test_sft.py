@@ -17,7 +17,7 @@ from training_helpers import OFFLINE_ENV
 
 from reward_transfer.errors import UserError
 from reward_transfer.generation import generate_preference_data
-from reward_transfer.reproduction import reproduce
+from reward_transfer.grid.reproduce import reproduce
 from reward_transfer.sft import train_sft_model
 from reward_transfer.training import checkpoint_dir
 

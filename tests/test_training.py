@@ -27,7 +27,7 @@ from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model
 from reward_transfer.training import _encode_pairs, _load_rows, checkpoint_dir, train_reward_model
 
-NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "base")
+NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 pytestmark = pytest.mark.usefixtures("single_cpu_thread")
 
 
@@ -48,14 +48,15 @@ def trained_rm(tiny_models, pairs_dir, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_every_named_config_composes_with_the_paper_hyperparameters():
-    expected = {"math_scratch", "code_scratch", "active_learning_math", "active_learning_code",
-                "active_learning_math_initial", "active_learning_code_initial", "demo_math", "demo_code"}
-    expected |= {f"{d}_{n}" for d in ("math", "code") for n in ("2.5k", "5k", "7.5k", "20k", "40k", "60k")}
-    expected |= {f"{s}_to_{t}_{n}" for s, t in (("math", "code"), ("code", "math")) for n in ("20k", "40k", "60k")}
-    assert expected <= set(NAMED_CONFIGS)
+    """The recipes by role (a domain given) and the original code's names (a line or two over them)."""
+    roles = {"truth", "finetune", "cross", "active_learning", "active_learning_initial"}
+    expected = roles | {"base", "demo", "math_scratch", "code_scratch", "active_learning_math", "active_learning_code",
+                        "active_learning_math_initial", "active_learning_code_initial", "demo_math", "demo_code"}
+    assert set(NAMED_CONFIGS) == expected
     for name in NAMED_CONFIGS:
-        cfg = compose_config(name)
-        run = name.removesuffix("_initial")  # every AL round writes the same model folder
+        given = ["domain=code", "source=math", "name=run"] if name in {*roles, "base", "demo"} else []
+        cfg = compose_config(name, given)
+        run = "run" if given else name.removesuffix("_initial")  # every AL round writes the same model folder
         assert cfg.name == run and cfg.output_dir.endswith(run), name
         assert (cfg.model.lora.rank, cfg.model.lora.alpha, cfg.model.lora.dropout) == (32, 64, 0.01)
         assert cfg.model.lora.target_modules == "all-linear" and cfg.model.lora.bias == "none"
@@ -66,9 +67,11 @@ def test_every_named_config_composes_with_the_paper_hyperparameters():
         assert cfg.train.gradient_accumulation_steps == 16 and cfg.train.learning_rate == 5e-5
         assert cfg.model.max_length == 1024 and cfg.train.epochs == 1
         assert cfg.train.lr_scheduler_type == ("constant" if name.startswith("active_learning") else "cosine")
-        assert cfg.model.init == ("causal_lm_new_head" if name.endswith("scratch") else "reward_model")
-    assert compose_config("math_20k").dataset.max_examples == 20000
-    assert compose_config("math_to_code_40k").model.model_name_or_path == "outputs/models/math_scratch-merged"
+        assert cfg.model.init == ("causal_lm_new_head" if name.endswith("scratch") or name == "truth"
+                                  else "reward_model")
+    assert compose_config("math_scratch").dataset.datasets[0].name_or_path == "outputs/data/pref-data-math"
+    assert compose_config("cross", ["source=math", "domain=code"]).model.model_name_or_path == \
+        "outputs/models/math_scratch-merged"
     assert compose_config("active_learning_code").model.model_name_or_path.endswith("active_learning_code-merged")
 
 
@@ -79,18 +82,21 @@ def test_reproduce_style_overrides_compose_and_unknown_keys_are_refused():
     assert cfg.dataset.datasets[0].name_or_path == "run/data/pref-data-math" and cfg.train.learning_rate == 1e-3
     assert cfg.model.init == "causal_lm_new_head" and cfg.output_dir == "run/models/math_truth"
     with pytest.raises(ConfigCompositionException):
-        compose_config("math_20k", ["train.lerning_rate=1e-4"])
+        compose_config("math_scratch", ["train.lerning_rate=1e-4"])
 
 
 def test_accelerate_configs_are_valid():
+    """accelerate's own reading of each launch config and of the DeepSpeed file it names."""
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DeepSpeedPlugin
 
     for name, stage, gpus in (("1_1GPU", 1, 1), ("2_2GPU", 2, 2), ("3_2GPU", 3, 2), ("3_4GPU", 3, 4)):
         config = load_config_from_file(str(REPO_ROOT / "deepspeed" / f"{name}.yaml"))
-        assert config.distributed_type == "DEEPSPEED" and config.mixed_precision == "bf16"
-        assert config.num_processes == gpus and config.deepspeed_config["zero_stage"] == stage
-        plugin = DeepSpeedPlugin(zero_stage=stage, zero3_init_flag=config.deepspeed_config["zero3_init_flag"])
+        assert config.distributed_type == "DEEPSPEED" and config.num_processes == gpus
+        assert config.mixed_precision is None  # the Trainer sets it from the hardware (a file config refuses both)
+        plugin = DeepSpeedPlugin(hf_ds_config=str(REPO_ROOT / config.deepspeed_config["deepspeed_config_file"]),
+                                 zero3_init_flag=config.deepspeed_config["zero3_init_flag"])
+        assert plugin.zero_stage == stage and plugin.zero3_init_flag == (stage == 3)
         # Batch/accumulation left "auto": the Trainer fills them from the Hydra config, so they never disagree.
         assert plugin.deepspeed_config["gradient_accumulation_steps"] == "auto"
 
@@ -268,7 +274,7 @@ def test_a_failed_push_keeps_the_model_and_push_only_retries_it(trained_rm, tiny
 
 def test_smaller_samples_are_prefixes_of_larger_ones(pairs_dir, tmp_path):
     def sample(n: int) -> list[str]:
-        cfg = compose_config("math_20k", tiny_run("unused", pairs_dir, tmp_path / "out", f"dataset.max_examples={n}"))
+        cfg = compose_config("finetune", ["domain=math", "name=run", *tiny_run("unused", pairs_dir, tmp_path / "out", f"dataset.max_examples={n}")])
         return [row["problem"] + row["accepted"] for row in _load_rows(cfg)]
 
     small, large = sample(16), sample(32)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, register_schema
+from reward_transfer.config import DatasetSpec, HubConfig, LoggingConfig, PathsConfig, register_schema
 
 
 @dataclass
@@ -36,13 +36,15 @@ class ModelConfig:
 
 @dataclass
 class PromptConfig:
-    template: str = "prompt_templates/math.txt"  # `{problem}` is replaced by the problem text
+    template: str = "prompt_templates/${dataset.ground_truth_type}.txt"  # `{problem}` is replaced by the problem text
     starter_code_template: str | None = None  # appended when a code problem has starter code
     system_prompt: str | None = None
 
 
 @dataclass
 class GenerationConfig:
+    # The paper's sampling: Llama-3.1-8B-Instruct through vLLM, temperature 0.9, top_k 10000, top_p 1.0, up to 4096
+    # new tokens; 8 candidates per math problem, 16 per code problem (the domain's config says).
     backend: str = "vllm"  # vllm | transformers | openai | replay
     num_samples_per_problem: int = 8
     temperature: float = 0.9
@@ -90,7 +92,8 @@ class GeneratePreferenceDataConfig:
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     huggingface: HubConfig = field(default_factory=HubConfig)
-    output_dir: str = "outputs/data/pref-data-math"
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    output_dir: str = "${layout:data,${dataset.ground_truth_type}}"  # <paths.root>/data/pref-data-<domain>
     overwrite: bool = False
     seed: int = 42
     progress: bool = True

@@ -1,0 +1,78 @@
+"""What the dry run shows: the command list (commands.sh), what the named configs decide, and the graph's critical
+path with the schedule an executor would follow."""
+
+from reward_transfer.grid.profile import ProfileConfig
+from reward_transfer.grid.running import compose_configs
+from reward_transfer.grid.step import Step
+
+
+def render_script(steps: list[Step], profile: ProfileConfig, notes: list[str] = ()) -> str:
+    """The ordered command list as a shell script a researcher can read or run elsewhere."""
+    lines = ["#!/usr/bin/env bash",
+             f"# The study's grid, profile '{profile.name}': {len(steps)} commands, in an order that respects every "
+             "step's inputs. Run from the repo root.", *(f"# {note}" for note in notes), "set -euo pipefail"]
+    group = None
+    for step in steps:
+        if step.group != group:
+            group = step.group
+            lines += ["", f"# --- {group}"]
+        lines.append(step.command(profile.python, profile.launcher))
+    return "\n".join(lines) + "\n"
+
+
+def plan_notes(steps: list[Step], profile: ProfileConfig) -> list[str]:
+    """What the named configs decide and the command lines don't show: the data each domain's pairs come from,
+    the training order, and the active-learning pool (composed from each step's config, as its script would)."""
+    notes = [f"pairs of {domain}: {profile.pair_data[domain]} (given; not generated, no best-of-n)"
+             for domain in profile.domains if domain in profile.pair_data]
+    kinds = ("generate_preference_data", "train_reward_model", "active_data_selection")
+    planned = [step for step in steps if step.script in kinds]
+    configs = dict(zip([step.name for step in planned], compose_configs(planned), strict=True))
+    for step in planned:
+        if step.script == "generate_preference_data":
+            data = configs[step.name].dataset
+            sources = ", ".join(f"{d.name_or_path} ({d.split})" for d in data.datasets)
+            eval_split = (f"{data.eval_pairs} eval pairs" if data.eval_pairs is not None
+                          else f"eval problems: {data.eval_size if data.eval_size is not None else data.eval_fraction}")
+            notes.append(f"problems of {step.name.split('/', 1)[1]}: {sources}; {eval_split}")
+    training = [configs[step.name].train.group_by_length for step in planned if step.script == "train_reward_model"]
+    if training:
+        notes.append(f"training order: {training.count(False)} of {len(training)} training steps shuffled, "
+                     f"{training.count(True)} length-grouped (train.group_by_length)")
+    pools = {configs[step.name].dataset.pool_size for step in planned
+             if step.script == "active_data_selection" and step.config_name == "initial"}
+    if pools:
+        notes.append("active-learning pool (round 1): " + ", ".join(
+            "the whole train split" if size is None else f"the ground truth's {size} training pairs"
+            for size in sorted(pools, key=lambda v: -1 if v is None else v)))
+    return notes
+
+
+def critical_path(steps: list[Step], cost: dict[str, float] | None = None) -> tuple[float, list[str]]:
+    """The longest chain of dependent steps (each costing `cost[name]`, default 1): its length and its steps."""
+    cost = cost or {}
+    names = {s.name for s in steps}
+    best: dict[str, tuple[float, list[str]]] = {}
+    for step in steps:  # planned order respects every step's inputs
+        before = max((best[n] for n in step.needs if n in names), default=(0.0, []), key=lambda item: item[0])
+        best[step.name] = (before[0] + cost.get(step.name, 1.0), [*before[1], step.name])
+    return max(best.values(), default=(0.0, []), key=lambda item: item[0])
+
+
+def makespan(steps: list[Step], gpu_slots: int | None, cpu_slots: int, cost: dict[str, float] | None = None) -> float:
+    """How long the steps take when each starts, in planned order, once its inputs are done and a slot is free (the
+    local and Ray executors' policy). GPU steps take one of `gpu_slots` (None: they share the CPU slots), the others
+    one of `cpu_slots`; 0 slots: no limit. Each step costs `cost[name]` (default 1)."""
+    cost = cost or {}
+    names = {s.name for s in steps}
+    pools = {"cpu": [0.0] * cpu_slots, "gpu": [0.0] * gpu_slots if gpu_slots is not None else None}
+    finish: dict[str, float] = {}
+    for step in steps:
+        start = max((finish[n] for n in step.needs if n in names), default=0.0)
+        pool = pools["gpu"] if step.uses_gpu and pools["gpu"] is not None else pools["cpu"]
+        if pool:  # an empty pool: no limit
+            slot = min(range(len(pool)), key=pool.__getitem__)
+            start = max(start, pool[slot])
+            pool[slot] = start + cost.get(step.name, 1.0)
+        finish[step.name] = start + cost.get(step.name, 1.0)
+    return max(finish.values(), default=0.0)
