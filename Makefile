@@ -12,7 +12,7 @@ demo: $(VENV)/.installed
 	$(PY) reproduce.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

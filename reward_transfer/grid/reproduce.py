@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from reward_transfer import run_layout as layout
 from reward_transfer.errors import UserError
 from reward_transfer.grid.executors import get_executor
+from reward_transfer.grid.executors.slurm import live_jobs
 from reward_transfer.grid.plan import grid_summary, plan_from_config
 from reward_transfer.grid.running import StepOutcome
 from reward_transfer.grid.script import critical_path, makespan, plan_notes, render_script
@@ -43,6 +44,10 @@ def reproduce(cfg: DictConfig) -> list[StepOutcome]:
         return []
     with RunLock(run) as lock:
         lock.acquire(executor.config.name)
+        queued = live_jobs(run) if executor.config.name != "slurm" else {}
+        if queued:
+            raise UserError(f"{run} has Slurm jobs still queued or running ({', '.join(sorted(queued.values()))}): "
+                            "follow them with executor=slurm, or cancel them (scancel) first")
         check_inputs(steps, run)
         _environment(profile)
         started = time.perf_counter()

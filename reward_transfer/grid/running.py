@@ -96,6 +96,31 @@ def compose_configs(steps: list[Step]) -> list[DictConfig]:
     return [composed[index] for index in range(len(steps))]
 
 
+@contextlib.contextmanager
+def step_environment(env: dict[str, str]) -> Iterator[None]:
+    """The launch's environment for a step run in this process (its torch threads included); restored afterwards."""
+    saved = {name: os.environ.get(name) for name in env}
+    threads = None
+    if env.get("OMP_NUM_THREADS"):
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+
+
 def run_in_process(step: Step) -> None:
     """The step's stage function, in this process: on the composed config (Hydra stages) or on its arguments."""
     function = get_stage(step.script).load()
@@ -170,7 +195,7 @@ def execute(step: Step, launch: Launch, run: Path) -> str:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"$ {step.command(launch.python, launch.launcher)}\n")
     if launch.in_process or step.script in ("tiny", "report"):
-        with captured_output(log):
+        with step_environment(launch.env), captured_output(log):
             try:
                 run_in_process(step)
             except KeyboardInterrupt:

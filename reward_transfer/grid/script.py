@@ -60,19 +60,24 @@ def critical_path(steps: list[Step], cost: dict[str, float] | None = None) -> tu
 
 
 def makespan(steps: list[Step], gpu_slots: int | None, cpu_slots: int, cost: dict[str, float] | None = None) -> float:
-    """How long the steps take when each starts, in planned order, once its inputs are done and a slot is free (the
-    local and Ray executors' policy). GPU steps take one of `gpu_slots` (None: they share the CPU slots), the others
-    one of `cpu_slots`; 0 slots: no limit. Each step costs `cost[name]` (default 1)."""
+    """How long the steps take when, as the local and Ray executors do, every step starts as soon as its inputs are
+    done and a slot is free (ready steps in planned order). GPU steps take one of `gpu_slots` (None: they share the
+    CPU slots), the others one of `cpu_slots`; 0 slots: no limit. Each step costs `cost[name]` (default 1)."""
     cost = cost or {}
     names = {s.name for s in steps}
-    pools = {"cpu": [0.0] * cpu_slots, "gpu": [0.0] * gpu_slots if gpu_slots is not None else None}
-    finish: dict[str, float] = {}
-    for step in steps:
-        start = max((finish[n] for n in step.needs if n in names), default=0.0)
-        pool = pools["gpu"] if step.uses_gpu and pools["gpu"] is not None else pools["cpu"]
-        if pool:  # an empty pool: no limit
-            slot = min(range(len(pool)), key=pool.__getitem__)
-            start = max(start, pool[slot])
-            pool[slot] = start + cost.get(step.name, 1.0)
-        finish[step.name] = start + cost.get(step.name, 1.0)
-    return max(finish.values(), default=0.0)
+    limit, busy = {"gpu": gpu_slots, "cpu": cpu_slots}, {"gpu": 0, "cpu": 0}
+    pending, running, finish, now = list(steps), [], {}, 0.0
+    while pending or running:
+        for step in list(pending):
+            pool = "gpu" if step.uses_gpu and gpu_slots is not None else "cpu"
+            inputs_done = all(n in finish for n in step.needs if n in names)
+            if inputs_done and (limit[pool] == 0 or busy[pool] < limit[pool]):
+                pending.remove(step)
+                running.append((now + cost.get(step.name, 1.0), step.name, pool))
+                busy[pool] += 1
+        now = min(end for end, _, _ in running)
+        for end, name, pool in [item for item in running if item[0] == now]:
+            running.remove((end, name, pool))
+            finish[name] = end
+            busy[pool] -= 1
+    return now

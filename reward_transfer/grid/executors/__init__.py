@@ -13,11 +13,13 @@ under all of them, so switching executors never redoes finished work.
 from reward_transfer.errors import UserError
 from reward_transfer.grid.executors.base import Executor
 from reward_transfer.grid.executors.local import LocalExecutor
+from reward_transfer.grid.executors.ray_cluster import RayExecutor
 from reward_transfer.grid.executors.sequential import InProcessExecutor, SubprocessExecutor
+from reward_transfer.grid.executors.slurm import SlurmExecutor
 from reward_transfer.grid.profile import ExecutorConfig, ProfileConfig
 
 EXECUTORS: dict[str, type[Executor]] = {"inprocess": InProcessExecutor, "subprocess": SubprocessExecutor,
-                                        "local": LocalExecutor}
+                                        "local": LocalExecutor, "ray": RayExecutor, "slurm": SlurmExecutor}
 
 
 def get_executor(config: ExecutorConfig, profile: ProfileConfig) -> Executor:

@@ -1,36 +1,12 @@
 """One step after another: in this process (`inprocess`) or each as its command line (`subprocess`). The first
 failure stops the run with its command and log tail; Ctrl-C names the step and exits 130."""
 
-import contextlib
-import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from reward_transfer.grid.executors.base import FAILED, Console, Executor, finish
 from reward_transfer.grid.running import Launch, StepOutcome, log_path, run_step
 from reward_transfer.grid.step import Step
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int | None) -> Iterator[None]:
-    """torch/OpenMP threads for in-process steps; restored afterwards."""
-    if not count:
-        yield
-        return
-    import torch
-
-    saved_threads, saved_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    torch.set_num_threads(count)
-    os.environ["OMP_NUM_THREADS"] = str(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved_threads)
-        if saved_env is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved_env
 
 
 class _Sequential(Executor):
@@ -44,17 +20,16 @@ class _Sequential(Executor):
                                  f"and logs/ in {run})")
         outcomes: list[StepOutcome] = []
         try:
-            with cpu_threads(self.profile.cpu_threads if self.in_process else None):
-                for step in steps:
-                    try:
-                        outcome = run_step(step, graph, run, self._launch(), overwrite)
-                    except KeyboardInterrupt:
-                        console.write(f"{console.prefix(step.name)}  interrupted (log: {log_path(run, step)})")
-                        return finish(outcomes, run, interrupted=[step.name])
-                    console.report(outcome)
-                    outcomes.append(outcome)
-                    if outcome.status == FAILED:
-                        break
+            for step in steps:
+                try:
+                    outcome = run_step(step, graph, run, self._launch(), overwrite)
+                except KeyboardInterrupt:
+                    console.write(f"{console.prefix(step.name)}  interrupted (log: {log_path(run, step)})")
+                    return finish(outcomes, run, interrupted=[step.name])
+                console.report(outcome)
+                outcomes.append(outcome)
+                if outcome.status == FAILED:
+                    break
         finally:
             console.close()
         return finish(outcomes, run)
