@@ -43,30 +43,34 @@ def single_cpu_thread():
     torch.set_num_threads(threads)
 
 
-def pytest_collection_finish(session) -> None:
-    """Start the requirement resolves (network-bound, about a minute) at once when their tests are selected,
-    so they overlap the rest of the suite instead of adding to it. Under xdist each worker collects every test: the
-    resolves then start when their tests do, while the other worker runs the rest."""
-    if hasattr(session.config, "workerinput"):
+def pytest_sessionstart(session) -> None:
+    """Start the requirement resolves (network-bound, about a minute) as the session starts, in the one controlling
+    process, when the whole suite or test_requirements runs: they overlap the other tests (under xdist the workers,
+    spawned afterwards, find their folder in the environment)."""
+    from test_requirements import RESOLVE_DIR, start_resolutions
+
+    if hasattr(session.config, "workerinput") or RESOLVE_DIR in os.environ:
         return
-    if any(item.module.__name__ == "test_requirements" for item in session.items):
-        import tempfile
+    args = [Path(arg.split("::")[0]).resolve() for arg in session.config.args]
+    tests = Path(__file__).resolve().parent
+    if args and not any(arg in (tests, tests / "test_requirements.py", REPO_ROOT) for arg in args):
+        return
+    import tempfile
 
-        from test_requirements import start_resolutions
-
-        folder = Path(tempfile.mkdtemp(prefix="rt-resolve-"))
-        session.config.requirement_resolutions = start_resolutions(folder)
-        session.config.requirement_resolution_dir = folder
+    folder = Path(tempfile.mkdtemp(prefix="rt-resolve-"))
+    os.environ[RESOLVE_DIR] = str(folder)
+    session.config.requirement_resolutions = (start_resolutions(folder), folder)
 
 
 def pytest_sessionfinish(session) -> None:
     import shutil
 
-    for process, _ in getattr(session.config, "requirement_resolutions", {}).values():
+    processes, folder = getattr(session.config, "requirement_resolutions", ([], None))
+    for process in processes:
         if process.poll() is None:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)  # the shell and its pip
             process.wait()
-    folder = getattr(session.config, "requirement_resolution_dir", None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -247,10 +247,6 @@ def test_on_math_verifys_published_cases_every_label_is_right_and_no_equal_of_ma
     plain = [plain_math_verify(c["prediction"], c["reference"]) for c in cases]
     breaks = invariant_breaks(cases, ours, plain)
     assert all(guard in math_verifier.GUARDS for _, guard in breaks), breaks
-    for source in (CASES, PAIRS):
-        verdicts = are_equivalent([c["prediction"] for c in source], [c["reference"] for c in source])
-        plain = [plain_math_verify(c["prediction"], c["reference"]) for c in source]
-        assert all(guard in math_verifier.GUARDS for _, guard in invariant_breaks(source, verdicts, plain))
 
 
 @pytest.mark.parametrize(("guard", "response", "reference"), [

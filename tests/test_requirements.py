@@ -6,9 +6,12 @@ test that needs the network (the package index); it skips, saying so, where the 
 """
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,34 +37,40 @@ def pins(files: list[str]) -> dict[str, str]:
     return found
 
 
-def start_resolutions(folder: Path) -> dict[str, tuple[subprocess.Popen, Path]]:
-    """Start resolving every machine set in the background (conftest calls this when the session starts, so
-    the minute of metadata requests overlaps the other tests); returns kind → (process, report path)."""
-    started = {}
+RESOLVE_DIR = "RT_RESOLVE_DIR"  # where the session's background resolves write (set by conftest, read by workers)
+
+
+def start_resolutions(folder: Path) -> list[subprocess.Popen]:
+    """Start resolving every machine set in the background (conftest does when the session starts, so the minute
+    of metadata requests overlaps the other tests); each writes <kind>.json, <kind>.log and, last, <kind>.rc."""
+    started = []
     for kind, files in MACHINE_SETS.items():
         command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                    "--disable-pip-version-check", "--report", str(folder / f"{kind}.json")]
         for name in files:
             command += ["-r", str(REPO_ROOT / name)]
-        with (folder / f"{kind}.log").open("w") as log:  # the child keeps its own copy of the descriptor
-            started[kind] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                              text=True), folder / f"{kind}.json")
+        wrapped = f'{shlex.join(command)} > {shlex.quote(str(folder / f"{kind}.log"))} 2>&1; ' \
+                  f'echo $? > {shlex.quote(str(folder / f"{kind}.rc.tmp"))}; ' \
+                  f'mv {shlex.quote(str(folder / f"{kind}.rc.tmp"))} {shlex.quote(str(folder / f"{kind}.rc"))}'
+        started.append(subprocess.Popen(["sh", "-c", wrapped], cwd=REPO_ROOT, start_new_session=True))
     return started
 
 
 @pytest.fixture(scope="module")
-def resolutions(request, tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
-    """kind → (exit code, pip's output, report path), from the session's background resolves."""
-    started = getattr(request.config, "requirement_resolutions", None) or start_resolutions(
-        tmp_path_factory.mktemp("resolve"))
-    finished = {}
-    for kind, (process, report) in started.items():
-        try:
-            code = process.wait(timeout=900)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-        finished[kind] = (code, report.with_suffix(".log").read_text(), report)
+def resolutions(tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
+    """kind → (exit code, pip's output, report path), from the session's background resolves (started here when
+    this module runs alone)."""
+    folder = Path(os.environ.get(RESOLVE_DIR) or tmp_path_factory.mktemp("resolve"))
+    if RESOLVE_DIR not in os.environ:
+        start_resolutions(folder)
+    finished, deadline = {}, time.monotonic() + 900
+    for kind in MACHINE_SETS:
+        while not (folder / f"{kind}.rc").exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"resolving the {kind} set took over 15 minutes")
+            time.sleep(0.5)
+        code = int((folder / f"{kind}.rc").read_text())
+        finished[kind] = (code, (folder / f"{kind}.log").read_text(), folder / f"{kind}.json")
     return finished
 
 
