@@ -4,8 +4,7 @@ python active_learning_loop.py --config-name=demo_math                  # tiny, 
 python active_learning_loop.py --config-name=math strategy=random       # the paper's random baseline (GPU)
 """
 
-from reward_transfer.active_learning_loop import run_active_learning
 from reward_transfer.cli import run_hydra_script
 
 if __name__ == "__main__":
-    run_hydra_script("active_learning_loop", run_active_learning, doc=__doc__)
+    run_hydra_script("active_learning_loop", doc=__doc__)

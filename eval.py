@@ -4,7 +4,6 @@ accelerate launch --config_file=deepspeed/1_1GPU.yaml eval.py --config-name=math
 """
 
 from reward_transfer.cli import run_hydra_script
-from reward_transfer.evaluation import evaluate
 
 if __name__ == "__main__":
-    run_hydra_script("eval", evaluate, doc=__doc__)
+    run_hydra_script("eval", doc=__doc__)

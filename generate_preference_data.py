@@ -1,7 +1,6 @@
 """Generate preference pairs for math or code: `python generate_preference_data.py --config-name=math`."""
 
 from reward_transfer.cli import run_hydra_script
-from reward_transfer.generation import generate_preference_data
 
 if __name__ == "__main__":
-    run_hydra_script("generate_preference_data", generate_preference_data, doc=__doc__)
+    run_hydra_script("generate_preference_data", doc=__doc__)

@@ -4,7 +4,6 @@ See docs/reproduce.md: profiles, only=/skip=, resuming, the run folder.
 """
 
 from reward_transfer.cli import run_hydra_script
-from reward_transfer.grid.reproduce import reproduce
 
 if __name__ == "__main__":
-    run_hydra_script("reproduce", reproduce, default="config", doc=__doc__)
+    run_hydra_script("reproduce", default="config", doc=__doc__)

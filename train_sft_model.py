@@ -5,7 +5,6 @@ accelerate launch --config_file=deepspeed/1_1GPU.yaml train_sft_model.py --confi
 """
 
 from reward_transfer.cli import run_hydra_script
-from reward_transfer.sft import train_sft_model
 
 if __name__ == "__main__":
-    run_hydra_script("train_sft_model", train_sft_model, doc=__doc__)
+    run_hydra_script("train_sft_model", doc=__doc__)

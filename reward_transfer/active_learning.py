@@ -10,7 +10,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,63 +19,16 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
-from reward_transfer.config import HubConfig, PathsConfig, ScoringModelConfig, register_schema
 from reward_transfer.data import PAIR_COLUMNS, as_pairs, load_table, require_columns, sample_rows
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_dataset
 from reward_transfer.rerun import refuse_other_settings, result_settings, to_plain
+from reward_transfer.selection_schema import RESUMABLE_KEYS, STATE_INFO, STRATEGIES, SUMMARY_FILE, TRAIN_ON
 from reward_transfer.storage import atomic_directory, ensure_writable
 
 log = logging.getLogger(__name__)
 
-STATE_INFO = "al_state.json"
-SUMMARY_FILE = "selection_summary.json"
-STRATEGIES = ("margin", "argmin", "random")
-TRAIN_ON = ("new", "all")
 HISTOGRAM_BINS = 10
-
-
-@dataclass
-class SelectionDatasetConfig:
-    # Round 1: a pair dataset (its train split is the pool); later rounds: the state. Default: the original code's
-    # one state of the domain, <paths.root>/active_learning/<domain>/state, read and rewritten by every round.
-    dataset_name_or_path: str = "${layout:al_state,${domain}}"
-    output_dataset_name_or_path: str = "${layout:al_state,${domain}}"  # the state directory written
-    pairs_to_select: int = 2500
-    max_to_look_at: int | None = 40000  # pool pairs scored per round (None: all); unscanned pairs stay in U
-    # Round 1: the pool is the train split's seeded sample of this many pairs, the very rows training reads with
-    # dataset.max_examples=<pool_size> and the same seed (Table 1's 60k). None: the whole train split.
-    pool_size: int | None = None
-    batch_size: int = 16  # conversations per forward pass at most
-    max_batch_tokens: int = 16384  # padded tokens per forward pass at most (long conversations: smaller batches)
-    columns: dict[str, str] = field(default_factory=dict)  # round 1: the pool's own names of the pair roles
-
-
-@dataclass
-class SelectionConfig:
-    strategy: str = "margin"  # margin: sample with P ∝ exp(-margin/T) | argmin: smallest margins | random: baseline
-    temperature: float = 1.0
-    train_on: str = "new"  # new: train on this round's picks (the original code) | all: on every pair selected so far
-
-
-@dataclass
-class ActiveDataSelectionConfig:
-    domain: str = "???"
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    # The scoring model; default: the previous round's merged model (round 1: the general RM, `initial.yaml`).
-    model: ScoringModelConfig = field(
-        default_factory=lambda: ScoringModelConfig("${layout:merged,active_learning_${domain}}"))
-    dataset: SelectionDatasetConfig = field(default_factory=SelectionDatasetConfig)
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
-    seed: int = 42
-    overwrite: bool = False  # replace an output state that holds another selection
-    huggingface: HubConfig = field(default_factory=HubConfig)
-
-
-register_schema("active_data_selection", ActiveDataSelectionConfig)
-# How fast or where a selection runs, never which pairs it picks (plus rerun.COMMON_RESUMABLE_KEYS).
-RESUMABLE_KEYS = ("dataset.batch_size", "dataset.max_batch_tokens", "dataset.output_dataset_name_or_path",
-                  "model.device")
 
 
 def select_by_margin(margins: Sequence[float], n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from reward_transfer import run_layout as layout
-from reward_transfer.active_learning import STATE_INFO, STRATEGIES, TRAIN_ON
 from reward_transfer.config import PathsConfig, register_schema
 from reward_transfer.errors import UserError
+from reward_transfer.selection_schema import STATE_INFO, STRATEGIES, TRAIN_ON
 from reward_transfer.storage import atomic_write_json
 
 

@@ -13,7 +13,7 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -216,8 +216,9 @@ def describe(script: str, default: str | None, doc: str) -> str:
     return "\n".join(lines)
 
 
-def run_hydra_script(script: str, stage: Callable[[Any], Any], default: str | None = None, doc: str = "") -> None:
-    """The body of a Hydra entry point: check the command line, then run `stage(cfg)` through `hydra.main`."""
+def run_hydra_script(script: str, default: str | None = None, doc: str = "") -> None:
+    """The body of a Hydra entry point: check the command line, then run the stage's function (`stages.STAGES`,
+    imported only then: a mistake on the command line is told before torch is imported) through `hydra.main`."""
     import hydra
 
     argv = sys.argv[1:]
@@ -235,6 +236,6 @@ def run_hydra_script(script: str, stage: Callable[[Any], Any], default: str | No
     @hydra.main(version_base="1.3", config_path=str(CONFIGS / script), config_name=None)
     def main(cfg: Any) -> None:
         with entry_point():
-            stage(cfg)
+            get_stage(script).load()(cfg)
 
     main()

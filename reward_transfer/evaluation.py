@@ -7,24 +7,17 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from reward_transfer.config import (
-    DatasetSpec,
-    LoggingConfig,
-    PathsConfig,
-    ScoringModelConfig,
-    register_schema,
-)
 from reward_transfer.data import PAIR_COLUMNS, load_datasets, load_table, require_columns
 from reward_transfer.domains import get_domain
 from reward_transfer.domains import known as known_domains
 from reward_transfer.errors import UserError
+from reward_transfer.evaluation_schema import MODES, RESUMABLE_KEYS
 from reward_transfer.rerun import is_complete, result_settings, to_plain, write_settings
 from reward_transfer.scoring import (
     load_reward_model,
@@ -37,44 +30,6 @@ from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure
 log = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = ("problem_id", "problem", "response", "correct")
-MODES = ("pairs", "best_of_n")
-
-
-@dataclass
-class EvalDatasetConfig:
-    # Default: the eval split of the domain's pairs (<paths.root>/data/pref-data-<domain>, ~9k pairs on the paper run).
-    datasets: list[DatasetSpec] = field(default_factory=lambda: [DatasetSpec("${layout:data,${domain}}", "eval")])
-    max_examples: int | None = None  # null: every pair; a seeded sample otherwise
-    batch_size: int = 16  # conversations per forward pass at most
-    max_batch_tokens: int = 16384  # padded tokens per forward pass at most (long conversations: smaller batches)
-
-
-@dataclass
-class BestOfNConfig:
-    candidates: str | None = None  # None: `<first dataset dir>/candidates`, where generation saves them
-    split: str = "eval"
-
-
-@dataclass
-class EvalConfig:
-    name: str = "???"  # the evaluated model's name; also the default model and output folder
-    domain: str | None = None  # the domain of the evaluation pairs (the default data; its pair kinds)
-    mode: str = "pairs"  # pairs: judgment accuracy on held-out pairs | best_of_n: rerank the saved candidates
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    model: ScoringModelConfig = field(default_factory=lambda: ScoringModelConfig("${layout:model,${name}}"))
-    dataset: EvalDatasetConfig = field(default_factory=EvalDatasetConfig)
-    best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
-    output_dir: str = "${layout:eval,${name}}"
-    save_scores: bool = True
-    bootstrap_samples: int = 1000
-    seed: int = 42
-    overwrite: bool = False
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-
-
-register_schema("eval", EvalConfig)
-# How fast or where an evaluation runs, never its results (plus rerun.COMMON_RESUMABLE_KEYS).
-RESUMABLE_KEYS = ("dataset.batch_size", "dataset.max_batch_tokens", "model.device", "save_scores")
 
 
 def pair_kind(domain: str | None, accepted_score: float | None, rejected_score: float | None) -> str | None:

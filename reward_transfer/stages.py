@@ -41,8 +41,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("train_sft_model", "reward_transfer.sft:train_sft_model", "reward_transfer.sft_schema", True, True),
     Stage("train_reward_model", "reward_transfer.training:train_reward_model", "reward_transfer.training_schema",
           True, True),
-    Stage("eval", "reward_transfer.evaluation:evaluate", "reward_transfer.evaluation", True, True),
-    Stage("active_data_selection", "reward_transfer.active_learning:select_pairs", "reward_transfer.active_learning",
+    Stage("eval", "reward_transfer.evaluation:evaluate", "reward_transfer.evaluation_schema", True, True),
+    Stage("active_data_selection", "reward_transfer.active_learning:select_pairs", "reward_transfer.selection_schema",
           True, True),
     Stage("merge_peft_model", "reward_transfer.merging:merge_adapter"),  # merges on the CPU, exactly (fp32)
     Stage("active_learning_loop", "reward_transfer.active_learning_loop:run_active_learning",
