@@ -36,6 +36,7 @@ from reward_transfer.models import (
     reward_token_id,
     unwrap_model,
 )
+from reward_transfer.padding_free import PaddingFreeCollator, PaddingFreeRewardTrainer
 from reward_transfer.rerun import (
     is_complete,
     recorded_settings,
@@ -364,7 +365,7 @@ Load with `reward_transfer.models.load_reward_model("<this directory>")`; merge 
 
 
 def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path, checkpoints: Path, head: str,
-              seconds: float, collator: CountingPreferenceCollator) -> dict:
+              seconds: float, collator: CountingPreferenceCollator | PaddingFreeCollator) -> dict:
     """Write the finished run into a staging dir, then swap it in as output_dir (main process)."""
     state = PartialState()
     staging = checkpoints / "final"
@@ -381,8 +382,9 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
         "seconds": round(seconds, 1),
         # Counted in this process (under N processes each sees about 1/N of the batches).
         "tokens": collator.real_tokens,
-        "padded_tokens": collator.padded_tokens,
-        "padding_share": round(1 - collator.real_tokens / max(collator.padded_tokens, 1), 4),
+        "padding_free": cfg.train.padding_free,
+        "padded_tokens": collator.padded_tokens,  # what padded micro-batches hold (fed to the model unless padding-free)
+        "padding_share": 0.0 if cfg.train.padding_free else round(1 - collator.real_tokens / max(collator.padded_tokens, 1), 4),
         "tokens_per_second": round(collator.real_tokens / max(seconds, 1e-9), 1),
         "pairs": stats.__dict__,
         "deepspeed": deepspeed_settings(trainer),
@@ -429,8 +431,9 @@ def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
         f"{stats.dropped_identical} identical",
         f"  steps: {summary['steps']}, final loss {summary['final_loss']}, "
         f"final batch accuracy {summary['final_accuracy']}, {summary['seconds']} s",
-        f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), "
-        f"padding {100 * summary['padding_share']:.1f}% of the batches",
+        f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), " + (
+            f"padding-free ({summary['padded_tokens'] - summary['tokens']} padding tokens avoided)"
+            if summary["padding_free"] else f"padding {100 * summary['padding_share']:.1f}% of the batches"),
         *([f"  DeepSpeed: ZeRO-{ds['zero_stage']}, model {ds['model_dtype']}, gradients accumulated in "
            f"{ds['grad_accum_dtype']}"] if (ds := summary.get("deepspeed")) else []),
         f"  head '{summary['head']}' saved with the model; log: {output_dir / 'log_history.json'}",
@@ -510,8 +513,10 @@ def train_reward_model(cfg: DictConfig) -> dict:
         pairs, stats = _encode_rows(cfg, rows, tokenizer, reward_token_id(model), checkpoints)
 
     peft_config = _lora_config(cfg, head) if cfg.model.lora.enable else None
-    collator = CountingPreferenceCollator(pad_token_id=tokenizer.pad_token_id)
-    trainer = RewardTrainer(model=model.train(), args=args, data_collator=collator, train_dataset=pairs,
+    padding_free = cfg.train.padding_free
+    collator = PaddingFreeCollator() if padding_free else CountingPreferenceCollator(pad_token_id=tokenizer.pad_token_id)
+    trainer_class = PaddingFreeRewardTrainer if padding_free else RewardTrainer
+    trainer = trainer_class(model=model.train(), args=args, data_collator=collator, train_dataset=pairs,
                             processing_class=tokenizer, peft_config=peft_config,
                             callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
     if len(trainer.train_dataset) != stats.kept:

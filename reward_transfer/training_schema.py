@@ -62,6 +62,8 @@ class TrainSchema:
     # TRL zeroes every dropout by default, LoRA's too; the paper's LoRA dropout (0.01) needs this false.
     disable_dropout: bool = False
     group_by_length: bool = False  # the paper shuffles
+    # Feed each micro-batch's sequences without padding (same pairs, order and loss; see padding_free.py).
+    padding_free: bool = True
     logging_steps: int = 10
     save_steps: int = 200
     save_total_limit: int = 2
@@ -77,7 +79,7 @@ class TrainHubConfig(HubConfig):
 # Keys that change how fast or where a run goes, or how often it checkpoints, never the model it produces: a
 # finished run or its checkpoints are reused across them (plus rerun.COMMON_RESUMABLE_KEYS).
 RESUMABLE_KEYS = ("train.resume", "train.logging_steps", "train.save_steps", "train.save_total_limit",
-                  "train.dataloader_num_workers", "train.gradient_checkpointing")
+                  "train.dataloader_num_workers", "train.gradient_checkpointing", "train.padding_free")
 
 
 @dataclass
