@@ -39,7 +39,7 @@ from reward_transfer.models import (
 from reward_transfer.rerun import is_complete, result_settings, to_plain, write_settings
 from reward_transfer.sft_schema import RESUMABLE_KEYS
 from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
-from reward_transfer.training import (
+from reward_transfer.training_runs import (
     LogHistoryWriter,
     checkpoint_dir,
     checkpoint_to_resume,

@@ -5,10 +5,8 @@
 tokenizer, `log_history.json`, `train_config.yaml`, `reward_model.json` and a model card into `output_dir`.
 """
 
-import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -21,7 +19,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
-from transformers import TrainerCallback, set_seed
+from transformers import set_seed
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from reward_transfer.config import DatasetSpec
@@ -29,6 +27,7 @@ from reward_transfer.conversations import encode_conversation
 from reward_transfer.data import PAIR_COLUMNS, load_datasets
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_folder
+from reward_transfer.memory_plan import MemoryPlan, ModelShape, lora_parameters, plan_memory
 from reward_transfer.models import (
     REWARD_MODEL_INFO,
     load_reward_model,
@@ -39,13 +38,19 @@ from reward_transfer.models import (
 from reward_transfer.padding_free import PaddingFreeCollator, PaddingFreeRewardTrainer
 from reward_transfer.rerun import (
     is_complete,
-    recorded_settings,
-    refuse_other_settings,
     result_settings,
     to_plain,
     write_settings,
 )
 from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
+from reward_transfer.training_runs import (
+    LogHistoryWriter,
+    checkpoint_dir,
+    checkpoint_to_resume,
+    deepspeed_settings,
+    hardware_arguments,
+    learning_warnings,
+)
 from reward_transfer.training_schema import RESUMABLE_KEYS
 
 log = logging.getLogger(__name__)
@@ -54,8 +59,6 @@ LONG_PAIR_POLICIES = ("truncate", "drop")
 INIT_MODES = ("reward_model", "causal_lm_new_head")
 RESULT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "log_history.json",
                 "train_config.yaml", "adapter_config.json")
-
-
 
 
 @dataclass
@@ -69,11 +72,6 @@ class PairStats:
     dropped_identical: int
     policy: str
     max_length: int
-
-
-def checkpoint_dir(output_dir: Path) -> Path:
-    """Where an unfinished run keeps its checkpoints (beside output_dir, so output_dir only ever holds a finished run)."""
-    return output_dir.parent / f".{output_dir.name}.checkpoints"
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -107,63 +105,6 @@ def _validate(cfg: DictConfig) -> None:
 def _is_finished(output_dir: Path) -> bool:
     """A finished run: `_finalize` moved these in last-but-one and last (the swap is one rename)."""
     return (output_dir / "log_history.json").is_file() and (output_dir / "train_config.yaml").is_file()
-
-
-def _checkpoint_complete(path: Path) -> bool:
-    """The Trainer writes `trainer_state.json` after the weights, optimizer and RNG state: a checkpoint is complete
-    only once it is there and parses (a kill mid-save leaves it missing or cut short)."""
-    try:
-        json.loads((path / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest complete `checkpoint-<step>` (None: none)."""
-    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                   if p.name.split("-")[-1].isdigit() else -1, reverse=True)
-    return next((path for path in found if path.is_dir() and _checkpoint_complete(path)), None)
-
-
-def _prepare_checkpoints(cfg: DictConfig, checkpoints: Path, settings: dict, stage: str) -> Path | None:
-    """The checkpoint to resume from (None: start afresh), by the rerun rule: an interrupted run continues only
-    under `train.resume=true` and with the same settings; `overwrite=true` starts over. Main process only."""
-    interrupted = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if not interrupted or cfg.overwrite:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        if cfg.train.resume and not cfg.overwrite:
-            log.info("train.resume=true but %s has no checkpoint: starting from the beginning", checkpoints)
-        return None
-    if not cfg.train.resume:
-        raise UserError(f"{checkpoints} holds an interrupted run: set train.resume=true to continue it "
-                        "or overwrite=true to start over")
-    recorded = recorded_settings(checkpoints)
-    if recorded is not None:
-        refuse_other_settings(stage, checkpoints, recorded, settings, what="the interrupted run in")
-    resume = last_complete_checkpoint(checkpoints)
-    for partial in checkpoints.glob("checkpoint-*"):
-        if resume is None or int(partial.name.split("-")[-1]) > int(resume.name.split("-")[-1]):
-            log.warning("%s was cut short while being written (no trainer_state.json): removed", partial)
-            shutil.rmtree(partial)
-    if resume is None:
-        print(f"{stage}: no complete checkpoint in {checkpoints}: starting from the beginning", flush=True)
-    return resume
-
-
-def checkpoint_to_resume(cfg: DictConfig, checkpoints: Path, settings: dict, stage: str) -> Path | None:
-    """Every process of a launch: the checkpoint to resume from (None: afresh), decided and recorded by the main
-    process (the process group must exist: create the training arguments first)."""
-    state = PartialState()
-    resume = _prepare_checkpoints(cfg, checkpoints, settings, stage) if state.is_main_process else None
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        resume = last_complete_checkpoint(checkpoints) if cfg.train.resume else None
-    if state.is_main_process:
-        write_settings(checkpoints, settings)
-        if resume is not None:
-            print(f"{stage}: resuming from step {resume.name.split('-')[-1]} ({resume})", flush=True)
-    return resume
 
 
 def _encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, scored_token: int | None,
@@ -275,29 +216,6 @@ class CountingPreferenceCollator(DataCollatorForPreference):
         return batch
 
 
-class LogHistoryWriter(TrainerCallback):
-    """Keep `log_history.json` current in the checkpoint dir, whatever the logger (wandb or none)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero:
-            atomic_write_json(self.path, state.log_history)
-
-
-def hardware_arguments(cfg: DictConfig, config_class: type) -> dict[str, Any]:
-    """The TrainingArguments fields every trainer of the project sets alike: precision and device from the
-    hardware (TRL turns bf16 on whenever fp16 is off, CPUs included), and gradient checkpointing under the name
-    the installed transformers uses (5.21 renamed it `activation_checkpointing`; vLLM's range ends before)."""
-    use_cpu = not torch.cuda.is_available()
-    bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if cfg.model.dtype is None else cfg.model.dtype in (
-        "bf16", "bfloat16")
-    names = {f.name for f in dataclasses.fields(config_class)}
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return {checkpointing: cfg.train.gradient_checkpointing, "bf16": bf16, "use_cpu": use_cpu}
-
-
 def _training_arguments(cfg: DictConfig, checkpoints: Path):
     from trl import RewardConfig
 
@@ -335,6 +253,35 @@ def _training_arguments(cfg: DictConfig, checkpoints: Path):
     )
 
 
+def fit_to_memory(cfg: DictConfig, args: Any, model: torch.nn.Module, checkpoints: Path, resumed: bool
+                  ) -> dict | None:
+    """On a GPU under `train.fit_to_memory`: set the micro-batch and checkpointing from the GPU's memory (a resumed
+    run keeps the plan it started with, so it skips exactly the batches it trained on). None: sizes as configured."""
+    if not cfg.train.fit_to_memory or not torch.cuda.is_available():
+        return None
+    recorded = checkpoints / "memory_plan.json"
+    if resumed and recorded.is_file():
+        plan = MemoryPlan(**json.loads(recorded.read_text()))
+    else:
+        base, head = unwrap_model(model), reward_head_name(model)
+        trainable = lora_parameters(base, cfg.model.lora.rank, head) if cfg.model.lora.enable else sum(
+            p.numel() for p in base.parameters())
+        shape = ModelShape.of(base, trainable, dtype_bytes=2 if args.bf16 else 4)
+        pairs = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
+        plan = plan_memory(shape, torch.cuda.get_device_properties(args.device).total_memory, pairs,
+                           cfg.model.max_length)
+        if plan is None:
+            log.warning("train.fit_to_memory: no micro-batch fits the estimate; keeping the configured sizes")
+            return None
+        if PartialState().is_main_process:
+            atomic_write_json(recorded, plan.to_dict())
+    args.per_device_train_batch_size = plan.micro_batch
+    args.gradient_accumulation_steps = plan.gradient_accumulation_steps
+    checkpointing = "activation_checkpointing" if hasattr(args, "activation_checkpointing") else "gradient_checkpointing"
+    setattr(args, checkpointing, plan.gradient_checkpointing)
+    return plan.to_dict()
+
+
 def _model_card(cfg: DictConfig, stats: PairStats, summary: dict) -> str:
     lora = cfg.model.lora
     return f"""---
@@ -365,7 +312,8 @@ Load with `reward_transfer.models.load_reward_model("<this directory>")`; merge 
 
 
 def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path, checkpoints: Path, head: str,
-              seconds: float, collator: CountingPreferenceCollator | PaddingFreeCollator) -> dict:
+              seconds: float, collator: CountingPreferenceCollator | PaddingFreeCollator, memory: dict | None
+              ) -> dict:
     """Write the finished run into a staging dir, then swap it in as output_dir (main process)."""
     state = PartialState()
     staging = checkpoints / "final"
@@ -388,6 +336,7 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
         "tokens_per_second": round(collator.real_tokens / max(seconds, 1e-9), 1),
         "pairs": stats.__dict__,
         "deepspeed": deepspeed_settings(trainer),
+        "memory_plan": memory,
         "warnings": learning_warnings(train_logs),
     }
     if state.is_main_process:
@@ -413,16 +362,6 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
     return summary
 
 
-def deepspeed_settings(trainer: Any) -> dict | None:
-    """What the DeepSpeed engine of a launched run actually uses (None without DeepSpeed): its ZeRO stage, the
-    model's dtype and the dtype micro-step gradients accumulate in (the launch configs ask for fp32)."""
-    if not getattr(trainer, "is_deepspeed_enabled", False) or trainer.deepspeed is None:
-        return None
-    model_dtype, grad_accum_dtype = trainer.deepspeed.get_data_types()
-    return {"zero_stage": int(trainer.deepspeed.zero_optimization_stage()), "model_dtype": str(model_dtype),
-            "grad_accum_dtype": str(grad_accum_dtype)}
-
-
 def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
     lines = [
         f"reward model '{summary['name']}' trained -> {output_dir}",
@@ -434,35 +373,15 @@ def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
         f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), " + (
             f"padding-free ({summary['padded_tokens'] - summary['tokens']} padding tokens avoided)"
             if summary["padding_free"] else f"padding {100 * summary['padding_share']:.1f}% of the batches"),
+        *([f"  memory plan: micro-batch {m['micro_batch']} x {m['gradient_accumulation_steps']} accumulation, "
+           f"checkpointing {'on' if m['gradient_checkpointing'] else 'off'} (estimated peak {m['estimated_peak_gib']} "
+           f"of {m['device_gib']} GiB)"] if (m := summary.get("memory_plan")) else []),
         *([f"  DeepSpeed: ZeRO-{ds['zero_stage']}, model {ds['model_dtype']}, gradients accumulated in "
            f"{ds['grad_accum_dtype']}"] if (ds := summary.get("deepspeed")) else []),
         f"  head '{summary['head']}' saved with the model; log: {output_dir / 'log_history.json'}",
         *(f"  WARNING: {warning}" for warning in summary.get("warnings", [])),
     ]
     print("\n".join(lines), flush=True)
-
-
-def learning_warnings(train_logs: list[dict]) -> list[str]:
-    """A run that stopped learning says so: from some step on, the loss sits at ln 2 (chosen and rejected scored
-    alike) and the gradients are zero (e.g. a learning rate that blew the scores up), or the loss never left ln 2."""
-    def flat(entry: dict) -> bool:
-        return abs(entry["loss"] - math.log(2)) < 1e-3
-
-    def dead(entry: dict) -> bool:
-        norm = entry.get("grad_norm")
-        return isinstance(norm, int | float) and (norm == 0 or not math.isfinite(norm))
-
-    stuck = 0
-    while stuck < len(train_logs) and flat(train_logs[-1 - stuck]) and dead(train_logs[-1 - stuck]):
-        stuck += 1
-    if stuck:
-        since = train_logs[-stuck].get("step", "?")
-        return [f"from step {since} on the loss sat at ln 2 = {math.log(2):.4f} with zero gradients: the model "
-                "stopped learning (a learning rate too high? check train.learning_rate)"]
-    if train_logs and all(flat(entry) for entry in train_logs):
-        return [f"the loss stayed at ln 2 = {math.log(2):.4f} in every logged step: the model never told chosen "
-                "from rejected (check train.learning_rate, the data and the head)"]
-    return []
 
 
 def _push(cfg: DictConfig, output_dir: Path) -> None:
@@ -513,6 +432,7 @@ def train_reward_model(cfg: DictConfig) -> dict:
         pairs, stats = _encode_rows(cfg, rows, tokenizer, reward_token_id(model), checkpoints)
 
     peft_config = _lora_config(cfg, head) if cfg.model.lora.enable else None
+    memory = fit_to_memory(cfg, args, model, checkpoints, resume is not None)
     padding_free = cfg.train.padding_free
     collator = PaddingFreeCollator() if padding_free else CountingPreferenceCollator(pad_token_id=tokenizer.pad_token_id)
     trainer_class = PaddingFreeRewardTrainer if padding_free else RewardTrainer
@@ -528,7 +448,8 @@ def train_reward_model(cfg: DictConfig) -> dict:
 
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started, collator)
+    summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started, collator,
+                        memory)
     if cfg.huggingface.push_to_hub and state.is_main_process:
         _push(cfg, output_dir)
     if state.is_main_process:

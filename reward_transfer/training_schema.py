@@ -62,6 +62,9 @@ class TrainSchema:
     # TRL zeroes every dropout by default, LoRA's too; the paper's LoRA dropout (0.01) needs this false.
     disable_dropout: bool = False
     group_by_length: bool = False  # the paper shuffles
+    # On a GPU: micro-batch size and gradient checkpointing chosen from its memory (memory_plan.py), keeping
+    # per_device_train_batch_size × gradient_accumulation_steps, the effective batch, as configured.
+    fit_to_memory: bool = True
     # Feed each micro-batch's sequences without padding (same pairs, order and loss; see padding_free.py).
     padding_free: bool = True
     logging_steps: int = 10
@@ -79,7 +82,7 @@ class TrainHubConfig(HubConfig):
 # Keys that change how fast or where a run goes, or how often it checkpoints, never the model it produces: a
 # finished run or its checkpoints are reused across them (plus rerun.COMMON_RESUMABLE_KEYS).
 RESUMABLE_KEYS = ("train.resume", "train.logging_steps", "train.save_steps", "train.save_total_limit",
-                  "train.dataloader_num_workers", "train.gradient_checkpointing", "train.padding_free")
+                  "train.dataloader_num_workers", "train.gradient_checkpointing", "train.padding_free", "train.fit_to_memory")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from reward_transfer.errors import UserError
 from reward_transfer.generation import generate_preference_data
 from reward_transfer.grid.reproduce import reproduce
 from reward_transfer.sft import train_sft_model
-from reward_transfer.training import checkpoint_dir
+from reward_transfer.training_runs import checkpoint_dir
 
 pytestmark = pytest.mark.usefixtures("single_cpu_thread")
 

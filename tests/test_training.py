@@ -25,7 +25,8 @@ from training_helpers import (
 
 from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model
-from reward_transfer.training import _encode_pairs, _load_rows, checkpoint_dir, train_reward_model
+from reward_transfer.training import _encode_pairs, _load_rows, train_reward_model
+from reward_transfer.training_runs import checkpoint_dir
 
 NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 pytestmark = pytest.mark.usefixtures("single_cpu_thread")
