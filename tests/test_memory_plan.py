@@ -1,12 +1,13 @@
 """The memory plan: the fastest micro-batch and checkpointing that fit, the effective batch never changed."""
 
+import itertools
 import json
 
 import pytest
+from training_helpers import compose_config, tiny_run, write_pairs
 
 from reward_transfer.memory_plan import GIB, ModelShape, lora_parameters, peak_bytes, plan_memory
 from reward_transfer.models import load_reward_model, reward_head_name, unwrap_model
-from training_helpers import compose_config, tiny_run, write_pairs
 
 # InternLM2-7B's shape (config.json of internlm/internlm2-7b-reward), LoRA r32 on every linear layer.
 INTERNLM2_7B = ModelShape(parameters=7_737_708_544, trainable_parameters=75_000_000, hidden_size=4096,
@@ -26,7 +27,7 @@ def test_more_memory_never_gives_a_slower_plan():
     speed = [(not p.gradient_checkpointing, p.micro_batch) for p in plans]
     # Checkpointing off is worth more than any micro-batch; within a checkpointing setting, bigger is faster.
     assert [s[0] for s in speed] == sorted(s[0] for s in speed)
-    assert all(b[1] >= a[1] for a, b in zip(speed, speed[1:], strict=False) if a[0] == b[0])
+    assert all(b[1] >= a[1] for a, b in itertools.pairwise(speed) if a[0] == b[0])
 
 
 def test_an_h200_trains_the_paper_model_without_checkpointing_and_a_24gb_gpu_needs_it():

@@ -76,6 +76,10 @@ def test_dry_run_of_the_paper_profile_lists_every_run(tmp_path: Path) -> None:
     assert commands[-1] == f"python report.py {tmp_path}"
     grid = json.loads((tmp_path / "grid.json").read_text())
     assert grid["sizes"] == [20000, 40000, 60000] and grid["al"]["pairs_per_round"] == 2500
+    # The cost the user sees before renting: every step priced (SFT and the third domain too), written beside it.
+    assert "# estimated cost on h200" in result.stdout and "GPU-hours rented" in result.stdout
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert len(cost["steps"]) == len(commands) and cost["by_kind"]["sft"]["gpu_hours"] > 0
 
 
 def test_only_and_skip_select_steps_by_name_or_group() -> None:

@@ -48,6 +48,8 @@ class ProfileConfig:
     python: str = "python"
     tiny_models: str | None = None  # build the tiny offline models into this directory first
     offline: bool = False  # force the Hugging Face libraries offline
+    # The throughput table (benchmarks/throughput/<device>.json) the dry run's cost estimate reads (null: none).
+    device: str | None = None
     cpu_threads: int | None = None  # torch/OpenMP threads (null: torch's default, one per core)
     models: ModelsProfile = field(default_factory=ModelsProfile)
     sft: SftProfile = field(default_factory=SftProfile)

@@ -10,11 +10,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from reward_transfer import run_layout as layout
 from reward_transfer.errors import UserError
+from reward_transfer.grid.cost import estimate_grid, render_cost
 from reward_transfer.grid.executors import get_executor
 from reward_transfer.grid.executors.slurm import live_jobs
 from reward_transfer.grid.plan import grid_summary, plan_from_config
 from reward_transfer.grid.running import StepOutcome
-from reward_transfer.grid.script import critical_path, makespan, plan_notes, render_script
+from reward_transfer.grid.script import composed_configs, critical_path, makespan, plan_notes, render_script
 from reward_transfer.grid.state import RunLock, check_inputs
 from reward_transfer.grid.step import Step
 from reward_transfer.stages import get_stage
@@ -31,7 +32,8 @@ def reproduce(cfg: DictConfig) -> list[StepOutcome]:
     run.mkdir(parents=True, exist_ok=True)
     # commands.sh always holds the whole grid; a selection (only=/skip=) also gets its own script.
     script_path = run / ("commands.sh" if len(steps) == len(plan.steps) else "commands_selected.sh")
-    notes = plan_notes(plan.steps, profile) if cfg.dry_run else []  # composes every config: seconds, dry runs only
+    composed = composed_configs(plan.steps) if cfg.dry_run else []  # seconds: dry runs only
+    notes = plan_notes(plan.steps, profile, composed) if cfg.dry_run else []
     for path, listed in {run / "commands.sh": plan.steps, script_path: steps}.items():
         atomic_write_text(path, render_script(listed, profile, notes))
         path.chmod(0o755)
@@ -41,6 +43,12 @@ def reproduce(cfg: DictConfig) -> list[StepOutcome]:
         print(script_path.read_text(), end="")
         print(f"# {len(steps)} of {len(plan.steps)} steps; written to {script_path}")
         print(describe_schedule(steps, executor))
+        if profile.device is not None:
+            selected = {step.name for step in steps}
+            configs = [c for step, c in zip(plan.steps, composed, strict=True) if step.name in selected]
+            cost = estimate_grid(steps, configs, profile, executor.config, run)
+            atomic_write_json(run / "cost.json", cost.to_dict())
+            print(render_cost(cost) + f"\n# cost per step: {run / 'cost.json'}")
         return []
     with RunLock(run) as lock:
         lock.acquire(executor.config.name)

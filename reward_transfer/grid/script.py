@@ -1,6 +1,8 @@
 """What the dry run shows: the command list (commands.sh), what the named configs decide, and the graph's critical
 path with the schedule an executor would follow."""
 
+from omegaconf import DictConfig
+
 from reward_transfer.grid.profile import ProfileConfig
 from reward_transfer.grid.running import compose_configs
 from reward_transfer.grid.step import Step
@@ -20,14 +22,21 @@ def render_script(steps: list[Step], profile: ProfileConfig, notes: list[str] = 
     return "\n".join(lines) + "\n"
 
 
-def plan_notes(steps: list[Step], profile: ProfileConfig) -> list[str]:
+def composed_configs(steps: list[Step]) -> list[DictConfig | None]:
+    """Each step's config as its script would compose it (None: a step without a Hydra config)."""
+    hydra_steps = [step for step in steps if step.config_name is not None]
+    composed = dict(zip([step.name for step in hydra_steps], compose_configs(hydra_steps), strict=True))
+    return [composed.get(step.name) for step in steps]
+
+
+def plan_notes(steps: list[Step], profile: ProfileConfig, composed: list[DictConfig | None]) -> list[str]:
     """What the named configs decide and the command lines don't show: the data each domain's pairs come from,
-    the training order, and the active-learning pool (composed from each step's config, as its script would)."""
+    the training order, and the active-learning pool (from each step's composed config)."""
     notes = [f"pairs of {domain}: {profile.pair_data[domain]} (given; not generated, no best-of-n)"
              for domain in profile.domains if domain in profile.pair_data]
     kinds = ("generate_preference_data", "train_reward_model", "active_data_selection")
     planned = [step for step in steps if step.script in kinds]
-    configs = dict(zip([step.name for step in planned], compose_configs(planned), strict=True))
+    configs = {step.name: cfg for step, cfg in zip(steps, composed, strict=True)}
     for step in planned:
         if step.script == "generate_preference_data":
             data = configs[step.name].dataset
