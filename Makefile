@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt requirements-deepspeed.txt pyproject.toml setup.sh
 	./setup.sh
 
-.PHONY: setup demo test lint bench gpu-check gpu-wheels
+.PHONY: setup demo test lint bench gpu-check gpu-bench gpu-wheels
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -26,6 +26,11 @@ bench: $(VENV)/.installed
 GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) -m reward_transfer.gpu_check $(if $(REAL),--real)
+
+# On any CUDA machine: measure its throughput table (benchmarks/throughput/<device>.json; random-weight 7B-shaped
+# models, offline, under 10 minutes) that the dry run's cost estimate reads. Commit the table it writes.
+gpu-bench:
+	$(GPU_PY) -m reward_transfer.gpu_bench
 
 # Here (package index reachable): wheels of what a preinstalled torch/transformers image lacks, for gpu-check.
 PYTHON_VERSION ?= 3.11

@@ -85,8 +85,9 @@ def _missing() -> list[str]:
     return [module for module in NEEDED if importlib.util.find_spec(module) is None]
 
 
-def _bootstrap() -> None:
-    """Install what the image lacks from .gpu-wheels (no index) into a venv over the image's packages; re-exec."""
+def bootstrap(module: str = "reward_transfer.gpu_check") -> None:
+    """Install what the image lacks from .gpu-wheels (no index) into a venv over the image's packages; re-exec
+    `python -m <module>` there."""
     missing = [m for m in _missing() if m not in OPTIONAL]
     if not missing or os.environ.get("REWARD_TRANSFER_GPU_CHECK_VENV") or not WHEELS.is_dir():
         return
@@ -99,7 +100,7 @@ def _bootstrap() -> None:
         subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(WHEELS),
                         package], check=False)
     os.environ["REWARD_TRANSFER_GPU_CHECK_VENV"] = "1"
-    os.execv(python, [python, "-m", "reward_transfer.gpu_check", *sys.argv[1:]])
+    os.execv(python, [python, "-m", module, *sys.argv[1:]])
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -198,7 +199,7 @@ def check_internlm2(report: Report, workdir: Path, device: str = "cuda") -> None
 def main() -> int:
     if sys.argv[1:2] == ["wheels"]:
         return download_wheels(sys.argv[2] if len(sys.argv) > 2 else f"{sys.version_info[0]}.{sys.version_info[1]}")
-    _bootstrap()
+    bootstrap()
     if importlib.util.find_spec("torch") is None:
         print("gpu-check: torch is not installed; run ./setup.sh (or use an image with torch)", file=sys.stderr)
         return 1

@@ -138,7 +138,7 @@ def training_slowdown(cfg: DictConfig, ctx: GridContext) -> tuple[float, str]:
         checkpointing = plan is None or plan.gradient_checkpointing
     slowdown = table("checkpointing_slowdown") if checkpointing else 1.0
     if not cfg.train.padding_free:
-        slowdown /= 1 - table("padded_share")
+        slowdown *= table("padding_free_speedup")
     return slowdown, ("checkpointing" if checkpointing else "no checkpointing") + (
         ", padding-free" if cfg.train.padding_free else ", padded")
 
