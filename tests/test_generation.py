@@ -347,3 +347,38 @@ def test_a_bad_max_examples_names_the_key(tmp_path):
     with pytest.raises(UserError, match=r"dataset\.max_examples: must be positive or null, got -5"):
         generate_preference_data(compose_config("demo_math", ["dataset.max_examples=-5",
                                                               f"output_dir={tmp_path / 'out'}"]))
+
+
+def test_sampling_goes_on_while_the_previous_batch_is_labelled(tmp_path, monkeypatch):
+    """The GPU never waits for the verifiers: labelling batch 1 can only finish once batch 2 is being sampled (it
+    waits for that, with a timeout that a one-thing-at-a-time pipeline would hit), and the output is unchanged."""
+    from reward_transfer.generation import pipeline
+
+    second_batch_sampling = threading.Event()
+    overlapped = []
+    calls = {"generate": 0}
+    real_label, real_generate = pipeline.label_candidates, pipeline.ReplayBackend.generate
+
+    def generate(self, problems, n):
+        calls["generate"] += 1
+        if calls["generate"] == 2:
+            second_batch_sampling.set()
+        return real_generate(self, problems, n)
+
+    def label(*args, **kwargs):
+        if not overlapped:
+            overlapped.append(second_batch_sampling.wait(timeout=20))
+        return real_label(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.ReplayBackend, "generate", generate)
+    monkeypatch.setattr(pipeline, "label_candidates", label)
+    overlapping = tmp_path / "overlapping"
+    generate_preference_data(compose_config("demo_math", [f"output_dir={overlapping}", "progress=false",
+                                                          "generation.problems_per_batch=8"]))
+    assert overlapped == [True] and calls["generate"] > 2
+    monkeypatch.undo()
+    whole = tmp_path / "one_batch"
+    generate_preference_data(compose_config("demo_math", [f"output_dir={whole}", "progress=false",
+                                                          "generation.problems_per_batch=1000"]))
+    for split in ("train", "eval"):
+        assert load_from_disk(str(overlapping))[split]["pair_id"] == load_from_disk(str(whole))[split]["pair_id"]

@@ -5,7 +5,8 @@ Work is committed in batches, so an interrupted run resumes where it stopped and
 
 import hashlib
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -92,26 +93,47 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
     return store.path
 
 
+# Batches labelled while the next one is sampled: the GPU does not wait for the verifiers, and at most this many
+# sampled-but-uncommitted batches are lost to a kill (a resumed run samples them again).
+BATCHES_IN_FLIGHT = 1
+
+
 def _generate_in_batches(backend, remaining: list[Problem], total: int, store: OutputStore,
                          settings: GeneratePreferenceDataConfig, tracker) -> tuple[int, float]:
-    """Sample, label and commit `remaining` batch by batch; returns candidates made and seconds spent."""
+    """Sample batch by batch; each batch is labelled and committed on a labelling thread while the next one is
+    sampled (in order, one labeller: shards are committed in sampling order). Returns candidates made, seconds."""
     domain = settings.dataset.ground_truth_type
     batch_size = settings.generation.problems_per_batch
     generated = 0
     started = time.perf_counter()
-    with tqdm(total=total, initial=total - len(remaining), unit="problem", desc=f"generating {domain}",
-              disable=not settings.progress) as bar:
+
+    def label_and_commit(batch: list[Problem], responses: list[list[str]]) -> tuple[int, list[dict]]:
+        records = label_candidates(batch, responses, domain, settings.verifier)
+        store.commit([p.problem_id for p in batch], records)
+        return len(batch), records
+
+    def finished(future: Future) -> None:
+        nonlocal generated
+        problems_done, records = future.result()
+        generated += len(records)
+        bar.update(problems_done)
+        bar.set_postfix(candidates_per_s=f"{generated / max(time.perf_counter() - started, 1e-9):.1f}")
+        if tracker is not None:
+            tracker.log({"problems_done": bar.n, "candidates": generated,
+                         "share_correct": sum(r["correct"] for r in records) / max(len(records), 1)})
+
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelling") as labeller, \
+            tqdm(total=total, initial=total - len(remaining), unit="problem", desc=f"generating {domain}",
+                 disable=not settings.progress) as bar:
         for start in range(0, len(remaining), batch_size):
             batch = remaining[start:start + batch_size]
             responses = backend.generate(batch, settings.generation.num_samples_per_problem)
-            records = label_candidates(batch, responses, domain, settings.verifier)
-            store.commit([p.problem_id for p in batch], records)
-            generated += len(records)
-            bar.update(len(batch))
-            bar.set_postfix(candidates_per_s=f"{generated / max(time.perf_counter() - started, 1e-9):.1f}")
-            if tracker is not None:
-                tracker.log({"problems_done": bar.n, "candidates": generated,
-                             "share_correct": sum(r["correct"] for r in records) / max(len(records), 1)})
+            in_flight.append(labeller.submit(label_and_commit, batch, responses))
+            while len(in_flight) > BATCHES_IN_FLIGHT:
+                finished(in_flight.popleft())
+        while in_flight:
+            finished(in_flight.popleft())
     return generated, time.perf_counter() - started
 
 
