@@ -135,7 +135,7 @@ def _margins(cfg: DictConfig, pairs: Dataset) -> tuple[np.ndarray, dict[str, Any
         tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
     scored = score_pairs_with_stats(model, tokenizer, pairs["problem"], pairs["accepted"], pairs["rejected"],
                                     batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
-                                    max_batch_tokens=cfg.dataset.max_batch_tokens)
+                                    max_batch_tokens=cfg.dataset.max_batch_tokens, token_cache=cfg.paths.token_cache)
     return np.abs(np.asarray(scored.chosen) - np.asarray(scored.rejected)), scored.cut_summary()
 
 

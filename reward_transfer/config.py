@@ -26,6 +26,8 @@ class PathsConfig:
     `root` (reward_transfer/run_layout.py), e.g. `${layout:data,math}` = `<root>/data/pref-data-math`."""
 
     root: str = "outputs"
+    # Token ids of conversations already tokenised by a step of this run (token_cache.py; null: none kept).
+    token_cache: str | None = "${.root}/.cache/tokens"
 
 
 @dataclass

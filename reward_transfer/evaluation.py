@@ -143,7 +143,7 @@ def _evaluate_pairs(cfg: DictConfig) -> dict[str, Any]:
     model, tokenizer = _load_model(cfg)
     scored = score_pairs_with_stats(model, tokenizer, pairs["problem"], pairs["accepted"], pairs["rejected"],
                                     batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
-                                    max_batch_tokens=cfg.dataset.max_batch_tokens)
+                                    max_batch_tokens=cfg.dataset.max_batch_tokens, token_cache=cfg.paths.token_cache)
     kinds = _pair_kinds(pairs, cfg.domain)
     results = pair_metrics(scored.chosen, scored.rejected, kinds, cfg.bootstrap_samples, cfg.seed)
     if "subset" in pairs.column_names:  # RewardBench-style data: accuracy per subset as well
@@ -230,7 +230,7 @@ def _evaluate_best_of_n(cfg: DictConfig) -> dict[str, Any]:
     model, tokenizer = _load_model(cfg)
     scored = score_conversations(model, tokenizer, candidates["problem"], candidates["response"],
                                  batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
-                                 max_batch_tokens=cfg.dataset.max_batch_tokens)
+                                 max_batch_tokens=cfg.dataset.max_batch_tokens, token_cache=cfg.paths.token_cache)
     results = best_of_n_metrics(candidates["problem_id"], list(indices), scored.scores.tolist(),
                                 candidates["correct"], cfg.bootstrap_samples, cfg.seed)
     results.update({

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,10 @@ from accelerate import PartialState
 from accelerate.utils import gather_object, parse_flag_from_env
 from tqdm.auto import tqdm
 
-from reward_transfer.conversations import CUT_NAMES, encode_for_scoring, problem_key
+from reward_transfer.conversations import CUT_NAMES, ScoringEncoded, encode_for_scoring, problem_key
 from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model, reward_token_id, unwrap_model
+from reward_transfer.token_cache import TokenCache
 
 __all__ = ["PairScores", "ScoredConversations", "load_reward_model", "model_context", "process_state",
            "score_conversations", "score_pairs", "score_pairs_with_stats", "token_budget_batches"]
@@ -45,6 +47,7 @@ class ScoredConversations:
     tokens: int
     seconds: float
     budget: int
+    tokenized_before: int = 0  # distinct conversations whose ids came from the token cache
 
     def cut_counts(self, rows: Sequence[int] | None = None) -> dict[str, int]:
         """How many (distinct, or of `rows`) conversations lost the start of their prompt / of their answer."""
@@ -150,20 +153,31 @@ class _Shard:
     cuts: np.ndarray
     hashes: np.ndarray
     tokens: int
+    cached: int = 0  # conversations whose ids came from the token cache
 
 
 def _score_shard(model, tokenizer, conversations: list[tuple[str, str]], batch_size: int, budget: int,
-                 max_batch_tokens: int, advance) -> _Shard:
+                 max_batch_tokens: int, advance, cache: TokenCache) -> _Shard:
     """Scores of `conversations` (in order), how each was cut to the budget, a hash of its ids, tokens scored."""
     pad_id = _prepare(model, tokenizer)
     token_to_append = reward_token_id(model)
+
+    def encode(problem, answer) -> ScoringEncoded:
+        def fresh() -> tuple[list[int], int]:
+            item = encode_for_scoring(tokenizer, problem, answer, budget, token_to_append)
+            return item.input_ids, item.cut
+
+        return ScoringEncoded(*cache.get(problem, answer, fresh))
+
     device = next(model.parameters()).device
     shard = _Shard(np.empty(len(conversations)), np.zeros(len(conversations), dtype=np.int8),
                    np.empty(len(conversations), dtype=np.uint64), 0)
     with torch.inference_mode():
         for chunk_start in range(0, len(conversations), CHUNK_SIZE):
             chunk = range(chunk_start, min(chunk_start + CHUNK_SIZE, len(conversations)))
-            encoded = [encode_for_scoring(tokenizer, *conversations[i], budget, token_to_append) for i in chunk]
+            encoded = [encode(*conversations[i]) for i in chunk]
+            cache.save()
+            shard.cached = cache.hits
             for offset, item in zip(chunk, encoded, strict=True):
                 shard.cuts[offset] = item.cut
                 shard.hashes[offset] = _ids_hash(item.input_ids)
@@ -191,6 +205,7 @@ def score_conversations(
     max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     progress: bool = True,
     num_pairs: int | None = None,
+    token_cache: str | Path | None = None,
 ) -> ScoredConversations:
     """Reward of each (problem, answer) conversation; duplicates are scored once, results come back in order.
 
@@ -199,6 +214,7 @@ def score_conversations(
     `max_batch_tokens` padded tokens. Under `accelerate launch` each process scores a strided share of the
     distinct conversations and every process receives all scores. Non-finite scores (a broken model) raise
     UserError. `num_pairs` (when the conversations are pair sides) turns the progress bar's rate into pairs/s.
+    `token_cache`: the folder of the run's token cache (token_cache.py; None: tokenise everything here).
     """
     if len(problems) != len(answers):
         raise ValueError(f"{len(problems)} problems but {len(answers)} answers")
@@ -231,7 +247,8 @@ def score_conversations(
     was_training = model.training
     model.eval()
     try:
-        shard = _score_shard(model, tokenizer, mine, batch_size, budget, max_batch_tokens, advance)
+        cache = TokenCache(token_cache, tokenizer, reward_token_id(model), f"score:{budget}")
+        shard = _score_shard(model, tokenizer, mine, batch_size, budget, max_batch_tokens, advance, cache)
     finally:
         bar.close()
         model.train(was_training)
@@ -251,12 +268,13 @@ def score_conversations(
         )
     return ScoredConversations(scores=merged.scores[slot], cuts=merged.cuts[slot], input_hashes=merged.hashes[slot],
                                distinct=len(distinct), tokens=merged.tokens, seconds=time.perf_counter() - started,
-                               budget=budget)
+                               budget=budget, tokenized_before=sum(share.cached for _, share in shares))
 
 
 def score_pairs_with_stats(model, tokenizer, problems: Sequence[str], accepted: Sequence[str],
                            rejected: Sequence[str], batch_size: int = 16, max_length: int | None = None,
-                           max_batch_tokens: int = DEFAULT_BATCH_TOKENS, progress: bool = True) -> PairScores:
+                           max_batch_tokens: int = DEFAULT_BATCH_TOKENS, progress: bool = True,
+                           token_cache: str | Path | None = None) -> PairScores:
     """`score_pairs` plus what scoring did: distinct conversations, tokens, time, the pairs the budget cut."""
     if not len(problems) == len(accepted) == len(rejected):
         raise ValueError("problems, accepted and rejected must have the same length")
@@ -264,6 +282,7 @@ def score_pairs_with_stats(model, tokenizer, problems: Sequence[str], accepted: 
     scored = score_conversations(
         model, tokenizer, [*problems, *problems], [*accepted, *rejected], batch_size=batch_size,
         max_length=max_length, max_batch_tokens=max_batch_tokens, progress=progress, num_pairs=num,
+        token_cache=token_cache,
     )
     sides = scored.cuts.reshape(2, num)
     cuts = {name: int((sides == code).any(axis=0).sum()) for code, name in CUT_NAMES.items()}

@@ -16,15 +16,11 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
-from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from transformers import set_seed
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from reward_transfer.config import DatasetSpec
-from reward_transfer.conversations import encode_conversation
-from reward_transfer.data import PAIR_COLUMNS, load_datasets
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_folder
 from reward_transfer.memory_plan import MemoryPlan, ModelShape, lora_parameters, plan_memory
@@ -43,6 +39,7 @@ from reward_transfer.rerun import (
     write_settings,
 )
 from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
+from reward_transfer.training_data import PairStats, encode_rows, load_pair_rows
 from reward_transfer.training_runs import (
     LogHistoryWriter,
     checkpoint_dir,
@@ -59,19 +56,6 @@ LONG_PAIR_POLICIES = ("truncate", "drop")
 INIT_MODES = ("reward_model", "causal_lm_new_head")
 RESULT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "log_history.json",
                 "train_config.yaml", "adapter_config.json")
-
-
-@dataclass
-class PairStats:
-    """What the length policy did to the pairs; reported in the summary, the model card and training_summary."""
-
-    loaded: int
-    kept: int
-    truncated: int
-    dropped_too_long: int
-    dropped_identical: int
-    policy: str
-    max_length: int
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -105,66 +89,6 @@ def _validate(cfg: DictConfig) -> None:
 def _is_finished(output_dir: Path) -> bool:
     """A finished run: `_finalize` moved these in last-but-one and last (the swap is one rename)."""
     return (output_dir / "log_history.json").is_file() and (output_dir / "train_config.yaml").is_file()
-
-
-def _encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, scored_token: int | None,
-                  **map_options: Any) -> tuple[Dataset, PairStats]:
-    """Token ids of both sides of each pair (the scoring protocol of `conversations`), long pairs handled by `policy`."""
-    limit = max_length if policy == "truncate" else None
-
-    def encode(row: dict) -> dict:
-        chosen = encode_conversation(tokenizer, row["problem"], row["accepted"], limit, scored_token)
-        rejected = encode_conversation(tokenizer, row["problem"], row["rejected"], limit, scored_token)
-        too_long = not (chosen.fits and rejected.fits) or max(len(chosen.input_ids), len(rejected.input_ids)) > max_length
-        return {"chosen_ids": chosen.input_ids, "rejected_ids": rejected.input_ids, "too_long": too_long,
-                "truncated": chosen.truncated or rejected.truncated,
-                "identical": chosen.input_ids == rejected.input_ids,
-                "length": max(len(chosen.input_ids), len(rejected.input_ids))}
-
-    encoded = rows.map(encode, remove_columns=rows.column_names, desc="Tokenizing pairs", **map_options)
-    too_long, truncated, identical = (encoded[c] for c in ("too_long", "truncated", "identical"))
-    keep = [i for i in range(len(encoded)) if not too_long[i] and not identical[i]]
-    stats = PairStats(
-        loaded=len(encoded),
-        kept=len(keep),
-        truncated=sum(t and not d for t, d in zip(truncated, too_long, strict=True)),
-        dropped_too_long=sum(too_long),
-        dropped_identical=sum(i and not d for i, d in zip(identical, too_long, strict=True)),
-        policy=policy,
-        max_length=max_length,
-    )
-    # Only what DataCollatorForPreference reads (+ lengths for the sampler): a `margin` column would be forwarded
-    # into model(**inputs) and break remote-code forwards that take no **kwargs.
-    kept = encoded.select(keep).select_columns(["chosen_ids", "rejected_ids", "length"])
-    return kept, stats
-
-
-def _load_rows(cfg: DictConfig) -> Dataset:
-    """The sampled pair rows (checked before the model is loaded: a bad dataset fails in seconds, not minutes)."""
-    specs = [DatasetSpec(**spec) if isinstance(spec, dict) else spec
-             for spec in OmegaConf.to_container(cfg.dataset.datasets, resolve=True)]
-    rows = load_datasets(specs, cfg.dataset.max_examples, cfg.seed, required_columns=PAIR_COLUMNS)
-    wanted = cfg.dataset.max_examples
-    if wanted is not None and len(rows) < wanted:
-        if cfg.dataset.refuse_short_data:
-            raise UserError(f"dataset.max_examples={wanted} but the data has only {len(rows)} pairs "
-                            "(dataset.refuse_short_data=true)")
-        log.warning("dataset.max_examples=%d but the data has only %d pairs: training on all of them", wanted, len(rows))
-    return rows
-
-
-def _encode_rows(cfg: DictConfig, rows: Dataset, tokenizer: Any, scored_token: int | None, cache_dir: Path
-                 ) -> tuple[Dataset, PairStats]:
-    # Cached in the run's checkpoint dir (not beside the input data, which may be read-only or shared).
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    pairs, stats = _encode_pairs(rows, tokenizer, cfg.model.max_length, cfg.dataset.long_pairs, scored_token,
-                                 cache_file_name=str(cache_dir / "encoded-pairs.arrow"))
-    log.info("pairs: %d loaded, %d kept, %d truncated, %d dropped as too long, %d dropped as identical",
-             stats.loaded, stats.kept, stats.truncated, stats.dropped_too_long, stats.dropped_identical)
-    if stats.kept == 0:
-        raise UserError(f"no pair fits model.max_length={cfg.model.max_length} "
-                        f"(dataset.long_pairs={cfg.dataset.long_pairs})")
-    return pairs, stats
 
 
 def _lora_config(cfg: DictConfig, head: str):
@@ -367,7 +291,7 @@ def _print_summary(summary: dict, stats: PairStats, output_dir: Path) -> None:
         f"reward model '{summary['name']}' trained -> {output_dir}",
         f"  pairs: {stats.kept} trained of {stats.loaded} loaded; {stats.truncated} truncated, "
         f"{stats.dropped_too_long} dropped (> {stats.max_length} tokens, policy {stats.policy}), "
-        f"{stats.dropped_identical} identical",
+        f"{stats.dropped_identical} identical; {stats.sides_from_cache} sides tokenised by an earlier step",
         f"  steps: {summary['steps']}, final loss {summary['final_loss']}, "
         f"final batch accuracy {summary['final_accuracy']}, {summary['seconds']} s",
         f"  tokens: {summary['tokens']} trained ({summary['tokens_per_second']}/s), " + (
@@ -413,7 +337,7 @@ def train_reward_model(cfg: DictConfig) -> dict:
     # The training arguments set up the process group (and ZeRO-3's partitioned loading): before that, every
     # process of a launch would take itself for the main one.
     args = _training_arguments(cfg, checkpoints)
-    rows = _load_rows(cfg)  # a bad dataset fails in seconds, before anything is written
+    rows = load_pair_rows(cfg)  # a bad dataset fails in seconds, before anything is written
     state = PartialState()
 
     if cfg.logging.wandb:
@@ -429,7 +353,7 @@ def train_reward_model(cfg: DictConfig) -> dict:
     resume = checkpoint_to_resume(cfg, checkpoints, settings, "train_reward_model")
     head = reward_head_name(model)
     with state.main_process_first():
-        pairs, stats = _encode_rows(cfg, rows, tokenizer, reward_token_id(model), checkpoints)
+        pairs, stats = encode_rows(cfg, rows, tokenizer, reward_token_id(model), checkpoints)
 
     peft_config = _lora_config(cfg, head) if cfg.model.lora.enable else None
     memory = fit_to_memory(cfg, args, model, checkpoints, resume is not None)

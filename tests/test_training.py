@@ -25,7 +25,8 @@ from training_helpers import (
 
 from reward_transfer.errors import UserError
 from reward_transfer.models import load_reward_model
-from reward_transfer.training import _encode_pairs, _load_rows, train_reward_model
+from reward_transfer.training import train_reward_model
+from reward_transfer.training_data import encode_pairs, load_pair_rows
 from reward_transfer.training_runs import checkpoint_dir
 
 NAMED_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
@@ -276,7 +277,7 @@ def test_a_failed_push_keeps_the_model_and_push_only_retries_it(trained_rm, tiny
 def test_smaller_samples_are_prefixes_of_larger_ones(pairs_dir, tmp_path):
     def sample(n: int) -> list[str]:
         cfg = compose_config("finetune", ["domain=math", "name=run", *tiny_run("unused", pairs_dir, tmp_path / "out", f"dataset.max_examples={n}")])
-        return [row["problem"] + row["accepted"] for row in _load_rows(cfg)]
+        return [row["problem"] + row["accepted"] for row in load_pair_rows(cfg)]
 
     small, large = sample(16), sample(32)
     assert small == large[:16] and len(set(large)) == 32
@@ -288,12 +289,12 @@ def test_long_pairs_are_truncated_keeping_the_prompt_or_dropped_and_counted(tiny
     rows[0]["accepted"] = "The final answer is 4. " * 200
     rows[1]["problem"] = "What is the sum? " * 200  # even the prompt is too long
     data = Dataset.from_list(rows)
-    kept, stats = _encode_pairs(data, tokenizer, 96, "truncate", None)  # the normal pairs are under 80 tokens
+    kept, stats = encode_pairs(data, tokenizer, 96, "truncate", None)  # the normal pairs are under 80 tokens
     assert (stats.loaded, stats.kept, stats.truncated, stats.dropped_too_long) == (6, 5, 1, 1)
     longest = max(kept["chosen_ids"], key=len)
     assert len(longest) <= 96 and longest[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(longest).count("What is") == 1  # the prompt survived
-    _, stats = _encode_pairs(data, tokenizer, 96, "drop", None)
+    _, stats = encode_pairs(data, tokenizer, 96, "drop", None)
     assert (stats.kept, stats.truncated, stats.dropped_too_long) == (4, 0, 2)
 
 
