@@ -9,7 +9,6 @@ dataset (its `train` split is the pool); later rounds read and write the state d
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,35 +22,20 @@ from reward_transfer.data import PAIR_COLUMNS, as_pairs, load_table, require_col
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_dataset
 from reward_transfer.rerun import refuse_other_settings, result_settings, to_plain
-from reward_transfer.selection_schema import RESUMABLE_KEYS, STATE_INFO, STRATEGIES, SUMMARY_FILE, TRAIN_ON
+from reward_transfer.selection_schema import RESUMABLE_KEYS, STATE_INFO, SUMMARY_FILE, TRAIN_ON
+from reward_transfer.selection_strategies import (
+    FEATURE_DIM,
+    NEEDS_FEATURES,
+    SCORES_NOTHING,
+    PoolView,
+    StrategyOptions,
+    get_strategy,
+)
 from reward_transfer.storage import atomic_directory, ensure_writable
 
 log = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 10
-
-
-def select_by_margin(margins: Sequence[float], n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """Indices of `n` pairs drawn without replacement with P ∝ exp(−margin/T), in draw order.
-
-    Gumbel-top-k: adding Gumbel noise to the log-weights −margin/T and keeping the n largest is exactly
-    sequential sampling without replacement, and never forms exp(−margin/T) (no underflow to 0/0).
-    """
-    if temperature <= 0:
-        raise UserError(f"selection.temperature must be positive, got {temperature}")
-    log_weights = -np.asarray(margins, dtype=np.float64) / temperature
-    keys = log_weights + rng.gumbel(size=len(log_weights))
-    return np.argsort(-keys, kind="stable")[:n]
-
-
-def select_argmin(margins: Sequence[float], n: int) -> np.ndarray:
-    """Indices of the `n` smallest margins (eq. 3's deterministic ρ-minimum; ties: earlier index first)."""
-    return np.argsort(np.asarray(margins, dtype=np.float64), kind="stable")[:n]
-
-
-def select_random(pool_size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` distinct indices drawn uniformly (the paper's random baseline)."""
-    return rng.choice(pool_size, size=n, replace=False)
 
 
 @dataclass
@@ -108,8 +92,7 @@ def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int 
 
 def _check_request(cfg: DictConfig, pool: PoolState, source: str) -> None:
     n, cap = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at
-    if cfg.selection.strategy not in STRATEGIES:
-        raise UserError(f"selection.strategy: '{cfg.selection.strategy}' is not one of {', '.join(STRATEGIES)}")
+    get_strategy(cfg.selection.strategy)  # an unknown name: one line listing the known ones
     if cfg.selection.train_on not in TRAIN_ON:
         raise UserError(f"selection.train_on: '{cfg.selection.train_on}' is not one of {', '.join(TRAIN_ON)}")
     if len(pool.rest) == 0:
@@ -122,8 +105,9 @@ def _check_request(cfg: DictConfig, pool: PoolState, source: str) -> None:
         raise UserError(f"dataset.max_to_look_at={cap} is smaller than dataset.pairs_to_select={n}")
 
 
-def _margins(cfg: DictConfig, pairs: Dataset) -> tuple[np.ndarray, dict[str, Any]]:
-    """|chosen − rejected| of each pair, and what the length budget did to the pairs (`PairScores.cut_summary`)."""
+def _score_pool(cfg: DictConfig, pairs: Dataset, features: bool) -> tuple[PoolView, dict[str, Any]]:
+    """The scanned pairs as strategies see them (score gaps; with `features`, each side's projected head input from
+    the same pass), and what the length budget did to the pairs (`PairScores.cut_summary`)."""
     from reward_transfer.scoring import (  # torch: only to score
         load_reward_model,
         process_state,
@@ -135,8 +119,12 @@ def _margins(cfg: DictConfig, pairs: Dataset) -> tuple[np.ndarray, dict[str, Any
         tokenizer_name_or_path=cfg.model.tokenizer_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
     scored = score_pairs_with_stats(model, tokenizer, pairs["problem"], pairs["accepted"], pairs["rejected"],
                                     batch_size=cfg.dataset.batch_size, max_length=cfg.model.max_length,
-                                    max_batch_tokens=cfg.dataset.max_batch_tokens, token_cache=cfg.paths.token_cache)
-    return np.abs(np.asarray(scored.chosen) - np.asarray(scored.rejected)), scored.cut_summary()
+                                    max_batch_tokens=cfg.dataset.max_batch_tokens, token_cache=cfg.paths.token_cache,
+                                    feature_dim=FEATURE_DIM if features else None)
+    chosen, rejected = np.asarray(scored.chosen), np.asarray(scored.rejected)
+    view = PoolView(gaps=chosen - rejected, chosen_features=scored.chosen_features,
+                    rejected_features=scored.rejected_features, chosen_scores=chosen, rejected_scores=rejected)
+    return view, scored.cut_summary()
 
 
 @dataclass
@@ -151,16 +139,18 @@ class Choice:
 
 def choose(cfg: DictConfig, rest: Dataset, rng: np.random.Generator) -> Choice:
     """Scan (a seeded share of) U, score it, and pick this round's pairs by the strategy."""
-    n, cap = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at
-    if cfg.selection.strategy == "random":
-        return Choice(select_random(len(rest), n, rng), np.arange(len(rest)))
+    n, cap, name = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at, cfg.selection.strategy
+    strategy = get_strategy(name)
+    options = StrategyOptions(cfg.selection.temperature, cfg.selection.ridge, cfg.selection.ensemble,
+                              cfg.selection.ucb_beta)
+    if name in SCORES_NOTHING:
+        return Choice(strategy(PoolView(gaps=np.zeros(len(rest))), n, rng, options), np.arange(len(rest)))
     scanned = rng.permutation(len(rest))[:cap]
-    margins, scoring = _margins(cfg, _rows(rest, scanned))
-    if cfg.selection.strategy == "margin":
-        local = select_by_margin(margins, n, cfg.selection.temperature, rng)
-    else:
-        local = select_argmin(margins, n)
-    return Choice(scanned[local], scanned, margins, scoring)
+    view, scoring = _score_pool(cfg, _rows(rest, scanned), features=name in NEEDS_FEATURES)
+    local = strategy(view, n, rng, options)
+    if len(set(local.tolist())) != n:
+        raise RuntimeError(f"selection strategy '{name}' picked {len(set(local.tolist()))} distinct pairs, not {n}")
+    return Choice(scanned[local], scanned, view.margins, scoring)
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:

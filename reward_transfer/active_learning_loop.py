@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from reward_transfer import run_layout as layout
 from reward_transfer.config import PathsConfig, register_schema
 from reward_transfer.errors import UserError
-from reward_transfer.selection_schema import STATE_INFO, STRATEGIES, TRAIN_ON
+from reward_transfer.selection_schema import STATE_INFO, TRAIN_ON
+from reward_transfer.selection_strategies import get_strategy
 from reward_transfer.storage import atomic_write_json
 
 
@@ -33,7 +34,7 @@ class LoopOverrides:
 @dataclass
 class ActiveLearningLoopConfig:
     domain: str = "???"
-    strategy: str = "margin"  # margin | argmin | random (the paper's baseline)
+    strategy: str = "margin"  # a strategy of selection_strategies.py: margin, argmin, random (the baseline), fisher, …
     train_on: str = "new"  # new: fine-tune the previous round's merged model on the new picks | all: start over on L
     rounds: int = 3
     pairs_per_round: int = 2500
@@ -52,8 +53,7 @@ register_schema("active_learning_loop", ActiveLearningLoopConfig)
 
 
 def _check(cfg: DictConfig) -> None:
-    if cfg.strategy not in STRATEGIES:
-        raise UserError(f"strategy: '{cfg.strategy}' is not one of {', '.join(STRATEGIES)}")
+    get_strategy(cfg.strategy)
     if cfg.train_on not in TRAIN_ON:
         raise UserError(f"train_on: '{cfg.train_on}' is not one of {', '.join(TRAIN_ON)}")
     if cfg.rounds < 1:

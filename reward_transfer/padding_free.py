@@ -28,9 +28,6 @@ VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
 class PaddingFreeCollator:
     """Concatenate each micro-batch's sequences (chosen ones first, as TRL's collator orders them)."""
 
-    real_tokens: int = 0
-    padded_tokens: int = 0  # what TRL's padding collator would have fed the model, for the summary's comparison
-
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         sequences = [example["chosen_ids"] for example in examples] + [example["rejected_ids"] for example in examples]
         lengths = torch.tensor([len(sequence) for sequence in sequences])
@@ -41,9 +38,16 @@ class PaddingFreeCollator:
         }
         if "margin" in examples[0]:
             batch["margin"] = torch.tensor([example["margin"] for example in examples], dtype=torch.float)
-        self.real_tokens += int(lengths.sum())
-        self.padded_tokens += int(lengths.max()) * len(sequences)
         return batch
+
+
+def batch_tokens(inputs: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """Real tokens of a micro-batch, and the tokens it holds padded (TRL's layout: every row as long as the longest)."""
+    if "sequence_lengths" in inputs:
+        lengths = inputs["sequence_lengths"]
+        return int(lengths.sum()), int(lengths.max()) * len(lengths)
+    mask = inputs["attention_mask"]
+    return int(mask.sum()), mask.numel()
 
 
 def packs_sequences(model: torch.nn.Module) -> bool:

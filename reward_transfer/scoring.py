@@ -5,6 +5,7 @@ scored once (generated pair data reuses answers), in length-sorted batches, stre
 does not grow with the data, and split across processes under `accelerate launch`.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -48,6 +49,7 @@ class ScoredConversations:
     seconds: float
     budget: int
     tokenized_before: int = 0  # distinct conversations whose ids came from the token cache
+    features: np.ndarray | None = None  # per requested conversation, when asked for (`feature_dim`)
 
     def cut_counts(self, rows: Sequence[int] | None = None) -> dict[str, int]:
         """How many (distinct, or of `rows`) conversations lost the start of their prompt / of their answer."""
@@ -67,6 +69,8 @@ class PairScores:
     budget: int
     cuts: dict[str, int]  # pairs with a side cut at the prompt's start / at the answer's start
     identical_inputs: int  # pairs whose two sides were scored on the same token ids (ties by construction)
+    chosen_features: np.ndarray | None = None  # [pairs, feature_dim] when asked for
+    rejected_features: np.ndarray | None = None
 
     def cut_summary(self) -> dict[str, Any]:
         """The record results.json and the selection summary keep: the budget and every pair it cut, and how."""
@@ -93,6 +97,35 @@ def _forward_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     if logits.dim() == 2:
         logits = logits[:, 0]
     return logits.float()
+
+
+class HeadFeatures:
+    """The reward head's input at each row's scored position (the last attended token of a right-padded row),
+    projected to `dim` dimensions by a fixed seeded Gaussian matrix: the features selection strategies use, taken
+    from the scoring pass itself."""
+
+    def __init__(self, model, dim: int):
+        from reward_transfer.models import reward_head_name
+
+        self.head = getattr(unwrap_model(model), reward_head_name(model))
+        hidden = next(m for m in self.head.modules() if isinstance(m, torch.nn.Linear)).in_features
+        generator = torch.Generator().manual_seed(0)
+        self.projection = torch.randn(hidden, dim, generator=generator) / dim ** 0.5
+        self.captured: list[torch.Tensor] = []
+
+    def __enter__(self) -> "HeadFeatures":
+        self.handle = self.head.register_forward_hook(lambda _m, inputs, _o: self.captured.append(inputs[0]))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+    def take(self, attention_mask: torch.Tensor) -> np.ndarray:
+        hidden = self.captured.pop()
+        self.captured.clear()
+        ends = attention_mask.sum(dim=1) - 1
+        rows = hidden[torch.arange(hidden.shape[0], device=hidden.device), ends].float()
+        return (rows @ self.projection.to(rows.device)).cpu().numpy()
 
 
 def token_budget_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -154,10 +187,11 @@ class _Shard:
     hashes: np.ndarray
     tokens: int
     cached: int = 0  # conversations whose ids came from the token cache
+    features: np.ndarray | None = None  # [conversations, feature_dim]: projected head inputs (HeadFeatures)
 
 
 def _score_shard(model, tokenizer, conversations: list[tuple[str, str]], batch_size: int, budget: int,
-                 max_batch_tokens: int, advance, cache: TokenCache) -> _Shard:
+                 max_batch_tokens: int, advance, cache: TokenCache, feature_dim: int | None = None) -> _Shard:
     """Scores of `conversations` (in order), how each was cut to the budget, a hash of its ids, tokens scored."""
     pad_id = _prepare(model, tokenizer)
     token_to_append = reward_token_id(model)
@@ -171,8 +205,10 @@ def _score_shard(model, tokenizer, conversations: list[tuple[str, str]], batch_s
 
     device = next(model.parameters()).device
     shard = _Shard(np.empty(len(conversations)), np.zeros(len(conversations), dtype=np.int8),
-                   np.empty(len(conversations), dtype=np.uint64), 0)
-    with torch.inference_mode():
+                   np.empty(len(conversations), dtype=np.uint64), 0,
+                   features=None if not feature_dim else np.empty((len(conversations), feature_dim), np.float32))
+    features = HeadFeatures(model, feature_dim) if feature_dim else contextlib.nullcontext()
+    with torch.inference_mode(), features:
         for chunk_start in range(0, len(conversations), CHUNK_SIZE):
             chunk = range(chunk_start, min(chunk_start + CHUNK_SIZE, len(conversations)))
             encoded = [encode(*conversations[i]) for i in chunk]
@@ -184,8 +220,11 @@ def _score_shard(model, tokenizer, conversations: list[tuple[str, str]], batch_s
             for batch in token_budget_batches([len(e.input_ids) for e in encoded], batch_size, max_batch_tokens):
                 rows = [encoded[i].input_ids for i in batch]
                 shard.tokens += sum(len(ids) for ids in rows)
-                shard.scores[[chunk[i] for i in batch]] = _forward_scores(
-                    model, *_pad(rows, pad_id, device)).cpu().numpy()
+                input_ids, attention_mask = _pad(rows, pad_id, device)
+                where = [chunk[i] for i in batch]
+                shard.scores[where] = _forward_scores(model, input_ids, attention_mask).cpu().numpy()
+                if feature_dim:
+                    shard.features[where] = features.take(attention_mask)
                 advance(len(batch))
     return shard
 
@@ -206,6 +245,7 @@ def score_conversations(
     progress: bool = True,
     num_pairs: int | None = None,
     token_cache: str | Path | None = None,
+    feature_dim: int | None = None,
 ) -> ScoredConversations:
     """Reward of each (problem, answer) conversation; duplicates are scored once, results come back in order.
 
@@ -215,6 +255,7 @@ def score_conversations(
     distinct conversations and every process receives all scores. Non-finite scores (a broken model) raise
     UserError. `num_pairs` (when the conversations are pair sides) turns the progress bar's rate into pairs/s.
     `token_cache`: the folder of the run's token cache (token_cache.py; None: tokenise everything here).
+    `feature_dim`: also return each conversation's head input, projected to that many dimensions (`HeadFeatures`).
     """
     if len(problems) != len(answers):
         raise ValueError(f"{len(problems)} problems but {len(answers)} answers")
@@ -248,18 +289,22 @@ def score_conversations(
     model.eval()
     try:
         cache = TokenCache(token_cache, tokenizer, reward_token_id(model), f"score:{budget}")
-        shard = _score_shard(model, tokenizer, mine, batch_size, budget, max_batch_tokens, advance, cache)
+        shard = _score_shard(model, tokenizer, mine, batch_size, budget, max_batch_tokens, advance, cache,
+                             feature_dim)
     finally:
         bar.close()
         model.train(was_training)
 
     shares = gather_object([(state.process_index, shard)])
     merged = _Shard(np.empty(len(distinct)), np.zeros(len(distinct), dtype=np.int8),
-                    np.empty(len(distinct), dtype=np.uint64), sum(share.tokens for _, share in shares))
+                    np.empty(len(distinct), dtype=np.uint64), sum(share.tokens for _, share in shares),
+                    features=None if not feature_dim else np.empty((len(distinct), feature_dim), np.float32))
     for rank, share in shares:
         merged.scores[rank::state.num_processes] = share.scores
         merged.cuts[rank::state.num_processes] = share.cuts
         merged.hashes[rank::state.num_processes] = share.hashes
+        if feature_dim:
+            merged.features[rank::state.num_processes] = share.features
     bad = np.flatnonzero(~np.isfinite(merged.scores))
     if len(bad):
         raise UserError(
@@ -268,13 +313,14 @@ def score_conversations(
         )
     return ScoredConversations(scores=merged.scores[slot], cuts=merged.cuts[slot], input_hashes=merged.hashes[slot],
                                distinct=len(distinct), tokens=merged.tokens, seconds=time.perf_counter() - started,
-                               budget=budget, tokenized_before=sum(share.cached for _, share in shares))
+                               budget=budget, tokenized_before=sum(share.cached for _, share in shares),
+                               features=None if merged.features is None else merged.features[slot])
 
 
 def score_pairs_with_stats(model, tokenizer, problems: Sequence[str], accepted: Sequence[str],
                            rejected: Sequence[str], batch_size: int = 16, max_length: int | None = None,
                            max_batch_tokens: int = DEFAULT_BATCH_TOKENS, progress: bool = True,
-                           token_cache: str | Path | None = None) -> PairScores:
+                           token_cache: str | Path | None = None, feature_dim: int | None = None) -> PairScores:
     """`score_pairs` plus what scoring did: distinct conversations, tokens, time, the pairs the budget cut."""
     if not len(problems) == len(accepted) == len(rejected):
         raise ValueError("problems, accepted and rejected must have the same length")
@@ -282,7 +328,7 @@ def score_pairs_with_stats(model, tokenizer, problems: Sequence[str], accepted: 
     scored = score_conversations(
         model, tokenizer, [*problems, *problems], [*accepted, *rejected], batch_size=batch_size,
         max_length=max_length, max_batch_tokens=max_batch_tokens, progress=progress, num_pairs=num,
-        token_cache=token_cache,
+        token_cache=token_cache, feature_dim=feature_dim,
     )
     sides = scored.cuts.reshape(2, num)
     cuts = {name: int((sides == code).any(axis=0).sum()) for code, name in CUT_NAMES.items()}
@@ -294,6 +340,8 @@ def score_pairs_with_stats(model, tokenizer, problems: Sequence[str], accepted: 
     return PairScores(
         chosen=scored.scores[:num].tolist(), rejected=scored.scores[num:].tolist(), distinct=scored.distinct,
         tokens=scored.tokens, seconds=scored.seconds, budget=scored.budget, cuts=cuts, identical_inputs=identical,
+        chosen_features=None if scored.features is None else scored.features[:num],
+        rejected_features=None if scored.features is None else scored.features[num:],
     )
 
 

@@ -7,7 +7,6 @@ from reward_transfer.config import HubConfig, PathsConfig, ScoringModelConfig, r
 
 STATE_INFO = "al_state.json"
 SUMMARY_FILE = "selection_summary.json"
-STRATEGIES = ("margin", "argmin", "random")
 TRAIN_ON = ("new", "all")
 
 
@@ -29,8 +28,13 @@ class SelectionDatasetConfig:
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "margin"  # margin: sample with P ∝ exp(-margin/T) | argmin: smallest margins | random: baseline
-    temperature: float = 1.0
+    # The paper's margin (sample with P ∝ exp(-margin/T)), argmin, random; beyond it fisher, diversity, large_gap
+    # (reward_transfer/selection_strategies.py, the one registry).
+    strategy: str = "margin"
+    temperature: float = 1.0  # margin
+    ridge: float = 1.0  # fisher: weight of the prior λI in the information matrix
+    ensemble: int = 8  # large_gap: ridge heads in the ensemble
+    ucb_beta: float = 1.0  # large_gap: weight of the ensemble's spread in the upper confidence bound
     train_on: str = "new"  # new: train on this round's picks (the original code) | all: on every pair selected so far
 
 

@@ -23,6 +23,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
+from trl import SFTTrainer
 
 from reward_transfer.data import load_table
 from reward_transfer.domains import get_domain, resolve_columns
@@ -41,16 +42,24 @@ from reward_transfer.sft_schema import RESUMABLE_KEYS
 from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
 from reward_transfer.training_runs import (
     LogHistoryWriter,
+    WholeRunCounters,
+    account_for_resume,
     checkpoint_dir,
     checkpoint_to_resume,
+    clear_stale_checkpoints,
     deepspeed_settings,
     hardware_arguments,
     learning_warnings,
+    whole_run_loss,
 )
 
 log = logging.getLogger(__name__)
 
 SFT_PROBLEMS = "sft_problems.json"
+
+
+class CountedSFTTrainer(WholeRunCounters, SFTTrainer):
+    """TRL's SFTTrainer whose `num_tokens` survives a resume."""
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -184,13 +193,13 @@ model.init=causal_lm_new_head`.
 
 def train_sft_model(cfg: DictConfig) -> dict:
     """Fine-tune `cfg.model` on the domain's reference solutions; write the merged causal LM to `cfg.output_dir`."""
-    from trl import SFTTrainer
-
     _validate(cfg)
     output_dir = Path(cfg.output_dir)
     ensure_writable(output_dir, "output_dir", parent=True)
     settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
     finished = (output_dir / "config.json").is_file() and (output_dir / SFT_PROBLEMS).is_file()
+    if finished:
+        clear_stale_checkpoints(output_dir, "train_sft_model")
     if is_complete("train_sft_model", output_dir, settings, cfg.overwrite, finished):
         return json.loads((output_dir / "training_summary.json").read_text())
     train_rows, held_rows, record = sft_examples(cfg)  # bad data fails in seconds, before the model loads
@@ -214,11 +223,13 @@ def train_sft_model(cfg: DictConfig) -> dict:
         targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
         peft_config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
                                  target_modules=targets, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=train_rows, eval_dataset=held_rows,
-                         processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
+    trainer = CountedSFTTrainer(model=model.train(), args=args, train_dataset=train_rows, eval_dataset=held_rows,
+                                processing_class=tokenizer, peft_config=peft_config,
+                                callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
+    trainer.restore_counters(resume)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    resumed = account_for_resume(trainer.state.log_history, resume)
     before = next((e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == 0),
                   None)
     after = trainer.evaluate().get("eval_loss") if held_rows is not None else None
@@ -229,6 +240,9 @@ def train_sft_model(cfg: DictConfig) -> dict:
         "held_out_loss_before": None if before is None else round(before, 4),
         "held_out_loss_after": None if after is None else round(after, 4),
         "seconds": round(time.perf_counter() - started, 1),
+        "train_loss": None if (loss := whole_run_loss(trainer.state.log_history)) is None else round(loss, 4),
+        "num_tokens": int(trainer._total_train_tokens),
+        **resumed,
         "deepspeed": deepspeed_settings(trainer),
         "warnings": learning_warnings([e for e in trainer.state.log_history if "loss" in e]),
     })

@@ -12,6 +12,7 @@ unique names, so concurrent steps and processes only ever add whole shards.
 import hashlib
 import json
 import os
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,7 @@ class TokenCache:
         self.new: dict[str, tuple[list[int], int]] = {}
         self.hits = self.misses = 0
         if self.folder is not None and self.folder.is_dir():
+            _remove_dead_writers_files(self.folder)
             for shard in sorted(self.folder.glob("*.arrow")):
                 self._add(shard)
 
@@ -91,9 +93,27 @@ class TokenCache:
         table = pa.table({"key": keys, "input_ids": [self.new[k][0] for k in keys],
                           "flag": [self.new[k][1] for k in keys]}, schema=SCHEMA)
         name = f"{uuid.uuid4().hex}.arrow"
-        partial = self.folder / f".{name}.partial"
+        partial = self.folder / f".{name}~{socket.gethostname()}~{os.getpid()}.partial"
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
             writer.write_table(table)
         os.replace(partial, self.folder / name)
         self.new.clear()
         self._add(self.folder / name)
+
+
+def _remove_dead_writers_files(folder: Path) -> None:
+    """Shards cut short by a kill (`.<name>~<host>~<pid>.partial` of a process of this host that is gone)."""
+    for partial in folder.glob(".*.partial"):
+        parts = partial.name.removesuffix(".partial").split("~")  # [".<name>", host, pid]
+        if len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit() and not _alive(int(parts[2])):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from accelerate import PartialState
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from transformers import set_seed
+from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from reward_transfer.errors import UserError
@@ -42,15 +42,40 @@ from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure
 from reward_transfer.training_data import PairStats, encode_rows, load_pair_rows
 from reward_transfer.training_runs import (
     LogHistoryWriter,
+    WholeRunCounters,
+    account_for_resume,
     checkpoint_dir,
     checkpoint_to_resume,
+    clear_stale_checkpoints,
     deepspeed_settings,
     hardware_arguments,
     learning_warnings,
+    whole_run_loss,
 )
 from reward_transfer.training_schema import RESUMABLE_KEYS
 
 log = logging.getLogger(__name__)
+
+
+class CountedRewardTrainer(WholeRunCounters, RewardTrainer):
+    """TRL's RewardTrainer counting the tokens it trains on (surviving a resume), whose margin never reaches the
+    model (remote-code forwards take no **kwargs)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.count_tokens(inputs)
+        if "margin" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        scored = {"attention_mask": inputs["attention_mask"], "margin": inputs["margin"]}
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        return super().compute_loss(lambda **_: outputs, scored, return_outputs, num_items_in_batch)
+
+
+class CountedPaddingFreeRewardTrainer(WholeRunCounters, PaddingFreeRewardTrainer):
+    """The padding-free trainer counting the tokens it trains on (surviving a resume)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.count_tokens(inputs)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 LONG_PAIR_POLICIES = ("truncate", "drop")
 INIT_MODES = ("reward_model", "causal_lm_new_head")
@@ -126,20 +151,6 @@ def _check_saved_head(adapter_dir: Path, head: str) -> None:
             raise RuntimeError(f"saved adapter {adapter_dir} lacks the reward head '{head}'")
 
 
-@dataclass
-class CountingPreferenceCollator(DataCollatorForPreference):
-    """TRL's preference collator, also counting real and padded tokens so the run reports what padding costs."""
-
-    real_tokens: int = 0
-    padded_tokens: int = 0
-
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = super().torch_call(examples)
-        self.real_tokens += int(batch["attention_mask"].sum())
-        self.padded_tokens += batch["attention_mask"].numel()
-        return batch
-
-
 def _training_arguments(cfg: DictConfig, checkpoints: Path):
     from trl import RewardConfig
 
@@ -156,6 +167,7 @@ def _training_arguments(cfg: DictConfig, checkpoints: Path):
         warmup_steps=train.warmup_steps,
         optim=train.optim,
         weight_decay=train.weight_decay,
+        center_rewards_coefficient=train.center_rewards_coefficient,
         max_grad_norm=train.max_grad_norm,
         disable_dropout=train.disable_dropout,
         max_length=cfg.model.max_length,
@@ -236,14 +248,14 @@ Load with `reward_transfer.models.load_reward_model("<this directory>")`; merge 
 
 
 def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path, checkpoints: Path, head: str,
-              seconds: float, collator: CountingPreferenceCollator | PaddingFreeCollator, memory: dict | None
-              ) -> dict:
+              seconds: float, extra: dict) -> dict:
     """Write the finished run into a staging dir, then swap it in as output_dir (main process)."""
     state = PartialState()
     staging = checkpoints / "final"
     trainer.save_model(str(staging))  # collective under DeepSpeed; writes on the main process only
     history = trainer.state.log_history
     train_logs = [entry for entry in history if "loss" in entry]
+    session_tokens = trainer.real_tokens - extra.pop("tokens_before_resume")
     summary = {
         "name": cfg.name,
         "head": head,
@@ -253,14 +265,18 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
         "final_accuracy": round(train_logs[-1].get("accuracy", float("nan")), 4) if train_logs else None,
         "seconds": round(seconds, 1),
         # Counted in this process (under N processes each sees about 1/N of the batches).
-        "tokens": collator.real_tokens,
+        "tokens": trainer.real_tokens,
         "padding_free": cfg.train.padding_free,
-        "padded_tokens": collator.padded_tokens,  # what padded micro-batches hold (fed to the model unless padding-free)
-        "padding_share": 0.0 if cfg.train.padding_free else round(1 - collator.real_tokens / max(collator.padded_tokens, 1), 4),
-        "tokens_per_second": round(collator.real_tokens / max(seconds, 1e-9), 1),
+        "padded_tokens": trainer.padded_tokens,  # what padded micro-batches hold (fed to the model unless padding-free)
+        "padding_share": 0.0 if cfg.train.padding_free else round(1 - trainer.real_tokens / max(trainer.padded_tokens,
+                                                                                               1), 4),
+        "tokens_per_second": round(session_tokens / max(seconds, 1e-9), 1),
         "pairs": stats.__dict__,
+        "train_loss": None if (loss := whole_run_loss(history)) is None else round(loss, 4),
+        "loss_terms": {"center_rewards_coefficient": cfg.train.center_rewards_coefficient,
+                       "margin_scale": cfg.train.margin_scale},
         "deepspeed": deepspeed_settings(trainer),
-        "memory_plan": memory,
+        **extra,
         "warnings": learning_warnings(train_logs),
     }
     if state.is_main_process:
@@ -319,8 +335,6 @@ def _finished_summary(output_dir: Path) -> dict:
 
 def train_reward_model(cfg: DictConfig) -> dict:
     """Train the reward model `cfg` describes and write it to `cfg.output_dir`; returns the run summary."""
-    from trl import RewardTrainer
-
     _validate(cfg)
     output_dir = Path(cfg.output_dir)
     ensure_writable(output_dir, "output_dir", parent=True)  # checkpoints live beside output_dir
@@ -331,6 +345,8 @@ def train_reward_model(cfg: DictConfig) -> dict:
         if PartialState().is_main_process:
             _push(cfg, output_dir)
         return _finished_summary(output_dir)
+    if _is_finished(output_dir):
+        clear_stale_checkpoints(output_dir, "train_reward_model")
     if is_complete("train_reward_model", output_dir, settings, cfg.overwrite, _is_finished(output_dir)):
         return _finished_summary(output_dir)
     checkpoints = checkpoint_dir(output_dir)
@@ -358,8 +374,8 @@ def train_reward_model(cfg: DictConfig) -> dict:
     peft_config = _lora_config(cfg, head) if cfg.model.lora.enable else None
     memory = fit_to_memory(cfg, args, model, checkpoints, resume is not None)
     padding_free = cfg.train.padding_free
-    collator = PaddingFreeCollator() if padding_free else CountingPreferenceCollator(pad_token_id=tokenizer.pad_token_id)
-    trainer_class = PaddingFreeRewardTrainer if padding_free else RewardTrainer
+    collator = PaddingFreeCollator() if padding_free else DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
+    trainer_class = CountedPaddingFreeRewardTrainer if padding_free else CountedRewardTrainer
     trainer = trainer_class(model=model.train(), args=args, data_collator=collator, train_dataset=pairs,
                             processing_class=tokenizer, peft_config=peft_config,
                             callbacks=[LogHistoryWriter(checkpoints / "log_history.json")])
@@ -370,10 +386,14 @@ def train_reward_model(cfg: DictConfig) -> dict:
         if state.is_main_process:
             trainer.model.print_trainable_parameters()
 
+    trainer.restore_counters(resume)
+    tokens_before_resume = trainer.real_tokens
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started, collator,
-                        memory)
+    memory_and_resume = {"memory_plan": memory, "tokens_before_resume": tokens_before_resume,
+                         **account_for_resume(trainer.state.log_history, resume)}
+    summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started,
+                        memory_and_resume)
     if cfg.huggingface.push_to_hub and state.is_main_process:
         _push(cfg, output_dir)
     if state.is_main_process:

@@ -33,10 +33,15 @@ class PairStats:
     sides_from_cache: int = 0  # pair sides whose ids an earlier step of the run had tokenised
 
 
+SCORE_COLUMNS = ("accepted_score", "rejected_score")
+
+
 def encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, scored_token: int | None,
-                 cache_root: str | Path | None = None, **map_options: Any) -> tuple[Dataset, PairStats]:
+                 cache_root: str | Path | None = None, margin_scale: float = 0.0, **map_options: Any
+                 ) -> tuple[Dataset, PairStats]:
     """Token ids of both sides of each pair (the scoring protocol of `conversations`), long pairs handled by
-    `policy`; conversations tokenised by an earlier step of the run come from its token cache (`cache_root`)."""
+    `policy`; conversations tokenised by an earlier step of the run come from its token cache (`cache_root`).
+    `margin_scale` > 0 adds TRL's `margin` column: the scale times the verifier's score gap of the pair."""
     limit = max_length if policy == "truncate" else None
     cache = TokenCache(cache_root, tokenizer, scored_token, f"train:{limit}")
 
@@ -51,10 +56,17 @@ def encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, sc
     def encode(row: dict) -> dict:
         chosen, rejected = side(row["problem"], row["accepted"]), side(row["problem"], row["rejected"])
         too_long = not (chosen.fits and rejected.fits) or max(len(chosen.input_ids), len(rejected.input_ids)) > max_length
-        return {"chosen_ids": chosen.input_ids, "rejected_ids": rejected.input_ids, "too_long": too_long,
-                "truncated": chosen.truncated or rejected.truncated,
-                "identical": chosen.input_ids == rejected.input_ids,
-                "length": max(len(chosen.input_ids), len(rejected.input_ids))}
+        encoded = {"chosen_ids": chosen.input_ids, "rejected_ids": rejected.input_ids, "too_long": too_long,
+                   "truncated": chosen.truncated or rejected.truncated,
+                   "identical": chosen.input_ids == rejected.input_ids,
+                   "length": max(len(chosen.input_ids), len(rejected.input_ids))}
+        if margin_scale:
+            encoded["margin"] = margin_scale * (row["accepted_score"] - row["rejected_score"])
+        return encoded
+
+    if margin_scale and not set(SCORE_COLUMNS) <= set(rows.column_names):
+        raise UserError(f"train.margin_scale={margin_scale} needs the pairs' {' and '.join(SCORE_COLUMNS)} columns "
+                        "(generated pairs have them; this data does not)")
 
     # The fingerprint is given: datasets would otherwise hash `encode`, the cache's memory-mapped tables included.
     fingerprint = hashlib.sha256(f"{rows._fingerprint}{cache.folder}{limit}{scored_token}".encode()).hexdigest()[:16]
@@ -73,9 +85,10 @@ def encode_pairs(rows: Dataset, tokenizer: Any, max_length: int, policy: str, sc
         max_length=max_length,
         sides_from_cache=cache.hits,
     )
-    # Only what DataCollatorForPreference reads (+ lengths for the sampler): a `margin` column would be forwarded
-    # into model(**inputs) and break remote-code forwards that take no **kwargs.
-    kept = encoded.select(keep).select_columns(["chosen_ids", "rejected_ids", "length"])
+    # Only what the collators read (+ lengths for the sampler); the trainers keep `margin` out of model(**inputs),
+    # where remote-code forwards without **kwargs would break on it.
+    kept = encoded.select(keep).select_columns(["chosen_ids", "rejected_ids", "length",
+                                                *(["margin"] if margin_scale else [])])
     return kept, stats
 
 
@@ -99,7 +112,8 @@ def encode_rows(cfg: DictConfig, rows: Dataset, tokenizer: Any, scored_token: in
     input data, which may be read-only or shared)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     pairs, stats = encode_pairs(rows, tokenizer, cfg.model.max_length, cfg.dataset.long_pairs, scored_token,
-                                cfg.paths.token_cache, cache_file_name=str(cache_dir / "encoded-pairs.arrow"))
+                                cfg.paths.token_cache, cfg.train.margin_scale,
+                                cache_file_name=str(cache_dir / "encoded-pairs.arrow"))
     log.info("pairs: %d loaded, %d kept, %d truncated, %d dropped as too long, %d dropped as identical; %d sides "
              "tokenised by an earlier step", stats.loaded, stats.kept, stats.truncated, stats.dropped_too_long,
              stats.dropped_identical, stats.sides_from_cache)

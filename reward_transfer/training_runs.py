@@ -137,3 +137,81 @@ def learning_warnings(train_logs: list[dict]) -> list[str]:
         return [f"the loss stayed at ln 2 = {math.log(2):.4f} in every logged step: the model never told chosen "
                 "from rejected (check train.learning_rate, the data and the head)"]
     return []
+
+
+def clear_stale_checkpoints(output_dir: Path, stage: str) -> None:
+    """A finished run's checkpoint folder is stale: the run moved its output in and was killed before deleting
+    the folder (main process; called on every start, the "already complete" path included)."""
+    stale = checkpoint_dir(output_dir)
+    if stale.is_dir() and PartialState().is_main_process:
+        print(f"{stage}: removing {stale}, left by a run killed after it finished {output_dir}", flush=True)
+        shutil.rmtree(stale)
+
+
+COUNTERS = "run_counters-{rank}.json"
+
+
+class WholeRunCounters:
+    """For TRL trainers: the run's counters (TRL's `num_tokens`; the real and padded tokens of the micro-batches
+    trained on, counted at each training step: the loader runs ahead, and a resume skips batches through it) are
+    written into each checkpoint before the Trainer completes it, and restored on resume, so that a resumed run's
+    figures cover the whole run."""
+
+    real_tokens = 0
+    padded_tokens = 0
+
+    def count_tokens(self, inputs: dict) -> None:
+        """Count a micro-batch's real and padded tokens (training steps only)."""
+        from reward_transfer.padding_free import batch_tokens
+
+        if self.model.training:
+            real, padded = batch_tokens(inputs)
+            self.real_tokens += real
+            self.padded_tokens += padded
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / COUNTERS.format(rank=self.args.process_index), self.run_counters())
+        super()._save_checkpoint(model, trial)
+
+    def run_counters(self) -> dict[str, int]:
+        return {"num_tokens": int(getattr(self, "_total_train_tokens", 0)), "real_tokens": self.real_tokens,
+                "padded_tokens": self.padded_tokens}
+
+    def restore_counters(self, checkpoint: Path | None) -> None:
+        """Counters as `checkpoint` recorded them (nothing to do for a run started afresh)."""
+        path = None if checkpoint is None else checkpoint / COUNTERS.format(rank=self.args.process_index)
+        if path is None or not path.is_file():
+            if checkpoint is not None:
+                log.warning("%s holds no run counters: token counts will cover only the resumed part", checkpoint)
+            return
+        counters = json.loads(path.read_text())
+        self._total_train_tokens = counters.get("num_tokens", 0)
+        self.real_tokens, self.padded_tokens = counters.get("real_tokens", 0), counters.get("padded_tokens", 0)
+
+
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """The training loss averaged over every optimizer step of the run, resumed or not (the Trainer's final
+    `train_loss` averages only the steps of its own session): each logged loss weighted by the steps it covers."""
+    weighted, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            covered = entry["step"] - previous
+            weighted, steps, previous = weighted + entry["loss"] * covered, steps + covered, entry["step"]
+    return weighted / steps if steps else None
+
+
+def account_for_resume(log_history: list[dict], resumed_from: Path | None) -> dict[str, Any]:
+    """The final log entry's `train_loss` made whole-run (the session's kept as `train_loss_since_resume`), and what
+    the summary says about the resume."""
+    if resumed_from is None:
+        return {"resumed_from_step": None}
+    step = int(resumed_from.name.split("-")[-1])
+    final = next((entry for entry in reversed(log_history) if "train_loss" in entry), None)
+    whole = whole_run_loss(log_history)
+    if final is not None and whole is not None:
+        final["train_loss_since_resume"] = final["train_loss"]
+        final["train_loss"] = whole
+    return {"resumed_from_step": step, "note": f"resumed from step {step}: losses, token counts and num_tokens cover "
+            "the whole run; seconds and tokens_per_second the resumed part"}

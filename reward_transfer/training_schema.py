@@ -62,6 +62,11 @@ class TrainSchema:
     # TRL zeroes every dropout by default, LoRA's too; the paper's LoRA dropout (0.01) needs this false.
     disable_dropout: bool = False
     group_by_length: bool = False  # the paper shuffles
+    # Beyond the paper, off by default (TRL's options): a penalty on the mean squared reward (centring), and a margin
+    # in the loss, -log σ(r_chosen - r_rejected - margin_scale × (accepted_score - rejected_score)), from the
+    # verifier's score gap (code's share of tests passed; needs the generated pairs' score columns).
+    center_rewards_coefficient: float | None = None
+    margin_scale: float = 0.0
     # On a GPU: micro-batch size and gradient checkpointing chosen from its memory (memory_plan.py), keeping
     # per_device_train_batch_size × gradient_accumulation_steps, the effective batch, as configured.
     fit_to_memory: bool = True

@@ -12,8 +12,9 @@ import pytest
 from scoring_helpers import OFFLINE_ENV, PYTHON, REPO_ROOT, compose_config, write_pair_dataset
 
 from reward_transfer.active_learning import STATE_INFO as STATE_FILE
-from reward_transfer.active_learning import select_argmin, select_by_margin, select_pairs, select_random
+from reward_transfer.active_learning import select_pairs
 from reward_transfer.errors import UserError
+from reward_transfer.selection_strategies import select_argmin, select_by_margin, select_random
 
 
 def inclusion_probabilities(weights: np.ndarray, n: int) -> np.ndarray:

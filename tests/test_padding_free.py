@@ -13,7 +13,12 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from reward_transfer.conversations import encode_conversation
 from reward_transfer.models import load_reward_model, reward_token_id
-from reward_transfer.padding_free import PaddingFreeCollator, PaddingFreeRewardTrainer, packs_sequences
+from reward_transfer.padding_free import (
+    PaddingFreeCollator,
+    PaddingFreeRewardTrainer,
+    batch_tokens,
+    packs_sequences,
+)
 from reward_transfer.tiny_internlm2 import build_tiny_internlm2
 from reward_transfer.training import train_reward_model
 
@@ -48,9 +53,9 @@ def compare(path, tmp_path, packed_too: bool) -> None:
     free = PaddingFreeRewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
                                     data_collator=PaddingFreeCollator())
     expected_loss, expected_grads = loss_and_gradients(padded, model, padded.data_collator(examples))
-    collator = PaddingFreeCollator()
-    batch = collator(examples)
-    assert collator.real_tokens < collator.padded_tokens / 2  # most of the padded batch would be padding
+    batch = PaddingFreeCollator()(examples)
+    real, padded_size = batch_tokens(batch)
+    assert real < padded_size / 2  # most of the padded batch would be padding
     for packed in (False, True) if packed_too else (False,):
         free.packed = packed
         loss, grads = loss_and_gradients(free, model, batch)
@@ -59,8 +64,8 @@ def compare(path, tmp_path, packed_too: bool) -> None:
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4, msg=f"{name} packed={packed}")
     modes = 2 if packed_too else 1
-    assert padded._total_train_tokens == collator.real_tokens  # TRL counts real tokens, never padding
-    assert free._total_train_tokens == modes * collator.real_tokens
+    assert padded._total_train_tokens == real  # TRL counts real tokens, never padding
+    assert free._total_train_tokens == modes * real
 
 
 def test_transformers_model_packed_and_unpadded_equal_padded(tiny_models, tmp_path):

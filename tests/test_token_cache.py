@@ -2,6 +2,7 @@
 the same encoding (tokenizer, template, reward token, length rule), and never by a step with another."""
 
 import copy
+import os
 
 import pytest
 from datasets import Dataset
@@ -77,7 +78,13 @@ def test_writers_add_whole_shards_and_a_shard_cut_short_is_ignored(model_and_tok
     two.get("p", "b", lambda: ([3], 1))
     one.save()
     two.save()
-    (one.folder / ".cut-short.arrow.partial").write_bytes(b"not arrow")  # a kill mid-write
+    import socket
+
+    dead = one.folder / f".cut-short.arrow~{socket.gethostname()}~999999999.partial"  # a writer killed mid-write
+    dead.write_bytes(b"not arrow")
+    alive = one.folder / f".being-written.arrow~{socket.gethostname()}~{os.getpid()}.partial"
+    alive.write_bytes(b"not arrow yet")
     reader = TokenCache(tmp_path, tokenizer, None, "score:100")
+    assert not dead.exists() and alive.exists()  # a live writer's file is left alone
     assert reader.get("p", "a", lambda: pytest.fail("tokenised again")) == ([1, 2], 0)
     assert reader.get("p", "b", lambda: pytest.fail("tokenised again")) == ([3], 1)

@@ -422,3 +422,39 @@ def test_a_training_that_stopped_learning_warns(tiny_models, pairs_dir, tmp_path
         tiny_models["rm"], pairs_dir, out, "train.learning_rate=1e6", "train.max_steps=4", "train.logging_steps=1")))
     assert len(summary["warnings"]) == 1 and "loss sat at ln 2" in summary["warnings"][0]
     assert json.loads((out / "training_summary.json").read_text())["warnings"] == summary["warnings"]
+
+
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_centring_and_a_margin_from_the_verifiers_scores_change_the_loss_as_trl_defines_them(tiny_models, tmp_path,
+                                                                                         padding_free):
+    """Off by default (the paper's runs); on, the first step's loss is TRL's Bradley-Terry loss with the margin
+    and the centring penalty, and the settings are recorded."""
+    import math
+
+    from datasets import Dataset, DatasetDict
+
+    rows = [{**row, "accepted_score": 1.0, "rejected_score": 0.25} for row in synthetic_pairs(8)]
+    data = tmp_path / "scored"
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(data))
+    losses = {}
+    for name, extra in {"plain": [], "terms": ["train.margin_scale=2.0", "train.center_rewards_coefficient=0.5"]}.items():
+        out = tmp_path / name
+        cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], data, out, "train.max_steps=1",
+                                                   "train.per_device_train_batch_size=8", "train.disable_dropout=true",
+                                                   f"train.padding_free={str(padding_free).lower()}", *extra))
+        summary = train_reward_model(cfg)
+        losses[name] = json.loads((out / "log_history.json").read_text())[0]
+    assert summary["loss_terms"] == {"center_rewards_coefficient": 0.5, "margin_scale": 2.0}
+    plain, terms = losses["plain"], losses["terms"]
+    # Same model, same batch: the margin shifts every pair's logit by 2 × 0.75 and centring adds a positive penalty.
+    assert terms["loss"] > plain["loss"] + 0.5 and plain["loss"] == pytest.approx(
+        -math.log(1 / (1 + math.exp(-plain["margin"]))), abs=0.1)
+
+
+def test_a_margin_without_score_columns_is_refused_in_one_line(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], write_pairs(tmp_path / "pairs", 8), out,
+                                               "train.margin_scale=1.0"))
+    with pytest.raises(UserError, match=r"train\.margin_scale=1\.0 needs the pairs' accepted_score and rejected_score"):
+        train_reward_model(cfg)
+    assert not out.exists()

@@ -64,6 +64,7 @@ def generate_preference_data(cfg: DictConfig | GeneratePreferenceDataConfig) -> 
     fingerprint = _input_fingerprint(problems, settings)
     state = store.prepare(config, fingerprint, settings.overwrite)
     if state == "complete":
+        store.remove_leftovers()
         print(f"generate_preference_data: {store.path} is already complete; nothing to do")
         print(format_summary(store.read_manifest()["summary"]))
         if settings.huggingface.push_to_hub:  # a push that failed after the run is retried by running it again

@@ -116,6 +116,15 @@ class OutputStore:
         atomic_write_json(self.path / MANIFEST, {**manifest, "complete": True, "summary": summary})
         shutil.rmtree(self.path / ".work")
 
+    def remove_leftovers(self) -> None:
+        """A complete run's work folder and temporary files: what a kill between the manifest's "complete" and the
+        cleanup left (called whenever a run is found complete)."""
+        work = self.path / ".work"
+        if work.is_dir():
+            print(f"generate_preference_data: removing {work}, left by a run killed after it finished", flush=True)
+            shutil.rmtree(work)
+        self._remove_debris()
+
     def _remove_debris(self) -> None:
         """Temporary files and directories of atomic writes that a kill interrupted."""
         for leftover in self.path.glob(".*"):

@@ -29,6 +29,7 @@ class GridCost:
     gpus: int
     steps: list[StepCost]
     wall_hours: float
+    downloads_gb: float = 0.0  # the Hugging Face cache: the profile's models and the generator
     estimated_figures: list[str] = field(default_factory=list)
 
     @property
@@ -47,7 +48,8 @@ class GridCost:
         return {"device": self.device, "executor": self.executor, "gpus": self.gpus,
                 "gpu_hours": round(self.gpu_hours, 2), "wall_hours": round(self.wall_hours, 2),
                 "rented_gpu_hours": round(self.wall_hours * self.gpus, 2),
-                "disk_gb": round(sum(c.disk_gb for c in self.steps), 1), "by_kind": self.by_kind(),
+                "disk_gb": round(sum(c.disk_gb for c in self.steps), 1), "downloads_gb": round(self.downloads_gb, 1),
+                "by_kind": self.by_kind(),
                 "estimated_figures": self.estimated_figures, "steps": [asdict(c) for c in self.steps]}
 
 
@@ -65,7 +67,17 @@ def estimate_grid(steps: list[Step], configs: list[DictConfig | None], profile: 
         gpu_slots, cpu_slots = 0, 0  # a cluster: as many at once as the graph allows
     schedule = makespan(steps, gpu_slots, cpu_slots, {c.name: c.wall_s for c in costs})
     gpu_bound = sum(c.gpu_s for c in costs) / gpus if executor.name != "slurm" else 0.0
-    return GridCost(profile.device, executor.name, gpus, costs, max(schedule, gpu_bound) / 3600, table.estimated())
+    return GridCost(profile.device, executor.name, gpus, costs, max(schedule, gpu_bound) / 3600,
+                    _downloads_gb(steps, profile, table("disk_gb")), table.estimated())
+
+
+def _downloads_gb(steps: list[Step], profile: ProfileConfig, disk: dict[str, float]) -> float:
+    """The models the grid downloads once into the Hugging Face cache (local paths excluded)."""
+    models = {profile.models.general, *profile.models.sft.values(), *(profile.sft.base.values() if profile.sft.train
+                                                                      else ())}
+    hub = [m for m in models if m and not Path(m).expanduser().exists() and not m.startswith((".", "/", "~"))]
+    generator = any(step.script == "generate_preference_data" for step in steps)
+    return len(hub) * disk["downloaded_model"] + (disk["generator"] if generator else 0.0)
 
 
 def render_cost(cost: GridCost) -> str:
@@ -75,7 +87,8 @@ def render_cost(cost: GridCost) -> str:
     for kind, figures in cost.by_kind().items():
         lines.append(f"#   {kind:<16}{figures['steps']:>6}{figures['gpu_hours']:>11.2f}{figures['disk_gb']:>9.1f}")
     total = cost.to_dict()
-    lines.append(f"#   {'total':<16}{len(cost.steps):>6}{total['gpu_hours']:>11.2f}{total['disk_gb']:>9.1f}")
+    lines.append(f"#   {'total':<16}{len(cost.steps):>6}{total['gpu_hours']:>11.2f}{total['disk_gb']:>9.1f}"
+                 f"  (+ {cost.downloads_gb:.0f} GB of downloaded models)")
     lines.append(f"# wall-clock under executor={cost.executor}: {cost.wall_hours:.1f} h on {cost.gpus} GPU(s) "
                  f"= {total['rented_gpu_hours']:.1f} GPU-hours rented")
     if cost.estimated_figures:

@@ -91,8 +91,8 @@ def generate_cost(step: Step, cfg: DictConfig, ctx: GridContext) -> StepCost:
     gpu = samples * table("answer_tokens", domain) / table("generate_output_tokens_per_s") + table("model_load_s")
     labelling = samples * table("label_s_per_candidate", domain) / table("cpu_workers")
     disk = table("disk_gb")
-    return StepCost(step.name, step.group, gpu, max(gpu, labelling), disk["generator"] + disk["candidates_per_100k"]
-                    * samples / 1e5, f"{problems} problems x {cfg.generation.num_samples_per_problem} candidates; "
+    return StepCost(step.name, step.group, gpu, max(gpu, labelling), disk["candidates_per_100k"] * samples / 1e5,
+                    f"{problems} problems x {cfg.generation.num_samples_per_problem} candidates; "
                     f"labelling {_hours(labelling)} of CPU, overlapped with sampling")
 
 
