@@ -26,8 +26,9 @@ class PathsConfig:
     `root` (reward_transfer/run_layout.py), e.g. `${layout:data,math}` = `<root>/data/pref-data-math`."""
 
     root: str = "outputs"
-    # Token ids of conversations already tokenised by a step of this run (token_cache.py; null: none kept).
-    token_cache: str | None = "${.root}/.cache/tokens"
+    # Token ids of conversations already tokenised, by content (token_cache.py; null: none kept). A cache like the
+    # Hugging Face ones: shared by every run on this machine, safe to delete.
+    token_cache: str | None = "${oc.env:REWARD_TRANSFER_CACHE,'~/.cache/reward_transfer'}/tokens"
 
 
 @dataclass

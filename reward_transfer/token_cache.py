@@ -49,7 +49,7 @@ class TokenCache:
         self.folder = None
         if root is not None:
             encoding = json.dumps([ENCODING_VERSION, tokenizer_fingerprint(tokenizer), reward_token_id, rule])
-            self.folder = Path(root) / hashlib.sha256(encoding.encode()).hexdigest()[:24]
+            self.folder = Path(root).expanduser() / hashlib.sha256(encoding.encode()).hexdigest()[:24]
         self.tables: list[pa.Table] = []
         self.index: dict[str, tuple[int, int]] = {}
         self.new: dict[str, tuple[list[int], int]] = {}

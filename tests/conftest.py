@@ -3,16 +3,19 @@
 import contextlib
 import os
 import socket
+import tempfile
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from pathlib import Path
-
-import pytest
+# The token cache (paths.token_cache) of every stage the tests run, in-process or as a subprocess: a temporary
+# folder per test process, never the user's ~/.cache (removed at the session's end).
+TOKEN_CACHE = os.environ.setdefault("REWARD_TRANSFER_CACHE", tempfile.mkdtemp(prefix="rt-cache-"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,8 +58,6 @@ def pytest_sessionstart(session) -> None:
     tests = Path(__file__).resolve().parent
     if args and not any(arg in (tests, tests / "test_requirements.py", REPO_ROOT) for arg in args):
         return
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix="rt-resolve-"))
     os.environ[RESOLVE_DIR] = str(folder)
     session.config.requirement_resolutions = (start_resolutions(folder), folder)
@@ -73,6 +74,8 @@ def pytest_sessionfinish(session) -> None:
             process.wait()
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+    if Path(TOKEN_CACHE).name.startswith("rt-cache-"):
+        shutil.rmtree(TOKEN_CACHE, ignore_errors=True)
 
 
 # A single-node Slurm cluster for the executor tests: Debian's slurm-wlm and munge (installed by .ci/run), started
