@@ -121,7 +121,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
     if is_complete("eval", output_dir, settings, cfg.overwrite, (output_dir / "results.json").is_file()):
         return json.loads((output_dir / "results.json").read_text())
-    results = _evaluate_best_of_n(cfg) if cfg.mode == "best_of_n" else _evaluate_pairs(cfg)
+    if cfg.mode in BENCHMARK_MODES:
+        results = _evaluate_benchmark(cfg)
+    else:
+        results = _evaluate_best_of_n(cfg) if cfg.mode == "best_of_n" else _evaluate_pairs(cfg)
     results.update({
         "name": cfg.name,
         "mode": cfg.mode,
@@ -136,6 +139,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         _log_to_wandb(cfg, results)
         print(_summary(results, output_dir / "results.json"), flush=True)
     return results
+
+
+BENCHMARK_MODES = ("rewardbench", "rewardbench2", "best_of_k")
+
+
+def _evaluate_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    from reward_transfer.benchmark_eval import evaluate_benchmark
+
+    model, tokenizer = _load_model(cfg)
+
+    def score(prompts: list, answers: list) -> list[float]:
+        return score_conversations(model, tokenizer, prompts, answers, batch_size=cfg.dataset.batch_size,
+                                   max_length=cfg.model.max_length, max_batch_tokens=cfg.dataset.max_batch_tokens,
+                                   token_cache=cfg.paths.token_cache).scores.tolist()
+
+    return evaluate_benchmark(cfg, score)
 
 
 def _evaluate_pairs(cfg: DictConfig) -> dict[str, Any]:
@@ -257,6 +276,16 @@ def _log_to_wandb(cfg: DictConfig, results: dict[str, Any]) -> None:
 
 def _summary(results: dict[str, Any], path: Path) -> str:
     lines = [f"== evaluation {results['name']} ({results['mode']}) — model {results['model']}"]
+    if results["mode"] in BENCHMARK_MODES:
+        key = "best_of_k" if results["mode"] == "best_of_k" else "score"
+        low, high = results[f"{key}_interval"]
+        lines.append(f"{key} {results[key]:.4f}  (95% CI {low:.4f}–{high:.4f})")
+        for group in ("sections", "subsets"):
+            for name, value in results.get(group, {}).items():
+                shown = value if isinstance(value, int | float) else value.get(key)
+                lines.append(f"  {group[:-1]} {name:<24} {shown:.4f}")
+        lines.append(f"results: {path}")
+        return "\n".join(lines)
     low, high = results["ci95"]
     if results["mode"] == "best_of_n":
         lines += [

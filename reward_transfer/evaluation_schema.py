@@ -10,7 +10,8 @@ from reward_transfer.config import (
     register_schema,
 )
 
-MODES = ("pairs", "best_of_n")
+# pairs: judgment accuracy | best_of_n: rerank saved candidates | the field's benchmarks (benchmark_eval.py).
+MODES = ("pairs", "best_of_n", "rewardbench", "rewardbench2", "best_of_k")
 
 
 @dataclass
@@ -32,7 +33,7 @@ class BestOfNConfig:
 class EvalConfig:
     name: str = "???"  # the evaluated model's name; also the default model and output folder
     domain: str | None = None  # the domain of the evaluation pairs (the default data; its pair kinds)
-    mode: str = "pairs"  # pairs: judgment accuracy on held-out pairs | best_of_n: rerank the saved candidates
+    mode: str = "pairs"  # one of MODES; rewardbench, rewardbench2, best_of_k read dataset.datasets in their layout
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ScoringModelConfig = field(default_factory=lambda: ScoringModelConfig("${layout:model,${name}}"))
     dataset: EvalDatasetConfig = field(default_factory=EvalDatasetConfig)

@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -84,34 +85,39 @@ def merge_adapter(base_model: str | None, model_name: str, output_dir: str | Pat
         return target
     # Merged in fp32 on the CPU (exact), saved in the base's own dtype.
     model, tokenizer = load_reward_model(model_name, device="cpu", dtype=torch.float32, base_model=base, merge=True)
-    save_dtype = stored_dtype(base)
     head = reward_head_name(model)
+    save_standalone(model.to(stored_dtype(base)), tokenizer, base, target, settings,
+                    {"merged_from": {"adapter": model_name, "base_model": base,
+                                     **{k: v for k, v in info.items() if k not in ("base_model", "adapter")}}},
+                    f"Standalone reward model: LoRA adapter `{model_name}` (reward head `{head}` included) merged "
+                    f"into `{base}`.")
+    log.info("merged %s into %s -> %s", model_name, base, target)
+    print(f"merged {model_name} (head '{head}') into {base} -> {target}", flush=True)
+    _push(target, push_to_hub, repo_id, private, model_name)
+    return target
+
+
+def save_standalone(model: torch.nn.Module, tokenizer: Any, base: str, target: Path, settings: dict,
+                    provenance: dict, description: str) -> None:
+    """Write a standalone reward model directory atomically: weights, tokenizer, the base's remote code, the run
+    settings, `reward_model.json` (head, reward token and `provenance`) and a model card."""
     with atomic_directory(target) as staging:
-        model.to(save_dtype).save_pretrained(staging)
+        model.save_pretrained(staging)
         write_legacy_rope_scaling(staging)
         tokenizer.save_pretrained(staging)
         copy_remote_code(base, staging)
         write_settings(staging, settings)
-        atomic_write_json(staging / REWARD_MODEL_INFO, {
-            "init": "reward_model",
-            "head": head,
-            "reward_token_id": reward_token_id(model),
-            "merged_from": {"adapter": model_name, "base_model": base, **{k: v for k, v in info.items()
-                                                                           if k not in ("base_model", "adapter")}},
-        })
+        atomic_write_json(staging / REWARD_MODEL_INFO, {"init": "reward_model", "head": reward_head_name(model),
+                                                        "reward_token_id": reward_token_id(model), **provenance})
         atomic_write_text(staging / "README.md", f"""---
 tags: [reward-model]
 base_model: {base}
 ---
 # {target.name}
 
-Standalone reward model: LoRA adapter `{model_name}` (reward head `{head}` included) merged into `{base}`.
+{description}
 Load with `reward_transfer.models.load_reward_model("{target}")`.
 """)
-    log.info("merged %s into %s -> %s", model_name, base, target)
-    print(f"merged {model_name} (head '{head}') into {base} -> {target}", flush=True)
-    _push(target, push_to_hub, repo_id, private, model_name)
-    return target
 
 
 def _push(target: Path, push_to_hub: bool, repo_id: str | None, private: bool, model_name: str) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reward_transfer import run_layout as layout
+from reward_transfer.benchmark_report import NOTE as BENCHMARK_NOTE
+from reward_transfer.benchmark_report import benchmark_rows
 from reward_transfer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class RunResults:
     run: Path
     accuracy: dict[str, dict] = field(default_factory=dict)
     best_of_n: dict[str, dict] = field(default_factory=dict)  # keyed by the model's result name
+    benchmarks: dict[str, dict[str, dict]] = field(default_factory=dict)  # model → benchmark → its results
     log_history: dict[str, list[dict]] = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     cells: dict[str, layout.Cell] = field(default_factory=dict)
@@ -118,6 +121,9 @@ def load_run(run: str | Path) -> RunResults:
         if not isinstance(data, dict):
             continue
         placed.add(path.resolve())
+        if data.get("benchmark"):
+            results.benchmarks.setdefault(meta["model"], {})[data["benchmark"]] = data
+            continue
         if meta.get("mode") == "best_of_n":
             results.best_of_n[meta["model"]] = data
         elif "accuracy" in data:
@@ -128,6 +134,9 @@ def load_run(run: str | Path) -> RunResults:
             continue
         name, data = path.parent.name, _read_json(path)
         if not isinstance(data, dict):
+            continue
+        if data.get("benchmark"):  # by hand: named after the model it scored
+            results.benchmarks.setdefault(str(data.get("model", name)), {})[data["benchmark"]] = data
             continue
         bon = data.get("mode") == "best_of_n"
         model = name.removesuffix(layout.BEST_OF_N_SUFFIX) if bon else name
@@ -333,6 +342,24 @@ def transferability_interval(results: RunResults, truth: str | None, by_size: di
     return f"95%: {text(low)}–{text(high)}"
 
 
+def merge_sft_rows(results: RunResults, domains: list[str], sizes: list[int]) -> list[list[TableCell]]:
+    """Table 1's baseline rows: the general RM interpolated toward the domain's SFT model, at 0 pairs."""
+    rows = []
+    for domain in domains:
+        merged = results.find(domain, "merge_sft", size=0, source=domain)
+        if merged is None:
+            continue
+        truth = results.find(domain, "truth")
+        truth_acc, merged_acc = results.acc(truth), results.acc(merged)
+        reached = MISSING if truth_acc is None or merged_acc is None else (
+            "1.00 (R_truth without pairs)" if merged_acc >= truth_acc else "not reached without pairs")
+        rows.append([TableCell(domain), TableCell(f"R_gen ⊕ SFT_{domain}"), TableCell(_pairs_text(results, [truth,
+                     merged])), TableCell(_fmt_result(results, truth))]
+                    + [TableCell(_fmt_result(results, merged) if size == 0 else "") for size in sizes]
+                    + [TableCell(reached)])
+    return rows
+
+
 def build_table1(results: RunResults, paper: dict | None = None) -> Table:
     """Table 1: R_truth, then accuracy after fine-tuning on 0 … N pairs, and S_T, per (domain, start)."""
     sizes = table1_sizes(results)
@@ -362,12 +389,14 @@ def build_table1(results: RunResults, paper: dict | None = None) -> Table:
                                                strict=True)]
         row.append(TableCell(s_t_text))
         rows.append(row)
+    rows += merge_sft_rows(results, domains, sizes)
     note = (
         "Judgment accuracy S_JA on the domain's evaluation pairs, with its 95% bootstrap interval. Columns: "
         "fine-tuning pairs (0 = the starting model untouched). Bold: the best of the row, only when its interval "
         "lies above every other one. S_T = 1 − N_F/N_T for the smallest N_F reaching R_truth (≥: a smaller size "
         f"is missing), with its 95% interval from a paired bootstrap of the evaluation pairs. {MISSING}: not in "
-        "this run (yet)."
+        "this run (yet). R_gen ⊕ SFT (DogeRM, beyond the paper): the general RM's backbone interpolated toward the "
+        "domain's SFT model, no preference pairs (its 0 column)."
     )
     if mapping:
         note += f" Paper columns paired by position: {mapping}."
@@ -460,6 +489,10 @@ def build_transfer_matrix(results: RunResults) -> Table:
     header = ["source RM", *(f"on {d}, {layout.size_label(s)}" for d in domains for s in columns)]
     rows = [[TableCell(f"R_{source}")] + [TableCell(_fmt_result(results, transfer_name(results, source, target, s)))
                                           for target in domains for s in columns] for source in domains]
+    rows += [[TableCell(f"R_gen ⊕ SFT_{source}")]
+             + [TableCell(_fmt_result(results, results.find(target, "merge_sft", size=0, source=source)) if s == 0
+                          else "") for target in domains for s in columns]
+             for source in domains if any(results.find(t, "merge_sft", size=0, source=source) for t in domains)]
     for i, first in enumerate(domains):
         for second in domains[i + 1:]:
             row = [TableCell(f"asymmetry {first}→{second} − {second}→{first}")]
@@ -555,7 +588,9 @@ def describe(results: RunResults, name: str) -> str:
     """A human-readable label of a result ('R_gen + 20k', 'AL margin, round 3', ...)."""
     cell = results.cells.get(name)
     if cell is None:
-        return name
+        return "R_gen (untouched)" if name == "general" else name
+    if cell.kind == "merge_sft":
+        return f"R_gen ⊕ SFT_{cell.source} (no pairs)"
     if cell.kind == "truth":
         return "R_truth"
     if cell.kind == "finetune":
@@ -604,11 +639,19 @@ def build_best_of_n_table(results: RunResults) -> Table:
     return Table("Best-of-n with the final reward models", header, rows, note)
 
 
+def build_benchmark_table(results: RunResults) -> Table:
+    """Each final model on the field's benchmarks (`benchmark_report.py`)."""
+    header, rows = benchmark_rows(results.benchmarks, lambda name: describe(results, name))
+    ordered = sorted(zip(results.benchmarks, rows, strict=True), key=lambda item: _sort_key(results, item[0]))
+    return Table("The field's reward-model benchmarks", header,
+                 [[TableCell(text) for text in row] for _, row in ordered], BENCHMARK_NOTE)
+
+
 def _sort_key(results: RunResults, name: str) -> tuple:
     cell = results.cells.get(name)
     if cell is None:
         return (9, name)
-    kinds = {"truth": 0, "finetune": 1, "cross": 2, "al": 3}
+    kinds = {"truth": 0, "finetune": 1, "cross": 2, "al": 3, "merge_sft": 4}
     domains = _domains(results)
     domain = domains.index(cell.domain) if cell.domain in domains else 9
     return (domain, kinds.get(cell.kind, 9), cell.strategy or "", cell.size or cell.round_index or 0, name)
@@ -898,6 +941,8 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
         build_transfer_matrix(results),
         build_best_of_n_table(results),
     ]
+    if results.benchmarks:
+        tables.append(build_benchmark_table(results))
     if results.unplaced:
         tables.append(build_unplaced_table(results))
     from reward_transfer.storage import atomic_write_json, atomic_write_text

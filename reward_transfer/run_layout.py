@@ -69,6 +69,20 @@ def active_learning_name(domain: str, strategy: str, round_index: int) -> str:
     return f"active_learning_{domain}_{strategy}_r{round_index}"
 
 
+def merge_sft_name(domain: str) -> str:
+    """The general RM interpolated toward the SFT model of `domain` (the DogeRM baseline)."""
+    return f"{domain}_merge_sft"
+
+
+def on_domain(name: str, model_domain: str, target: str) -> str:
+    """The evaluation name of model `name` (of `model_domain`) on `target`: the name itself on its own domain."""
+    return name if target == model_domain else f"{name}_on_{target}"
+
+
+def benchmark_name(name: str, benchmark: str) -> str:
+    return f"{name}_{benchmark}"
+
+
 def best_of_n_name(name: str) -> str:
     return f"{name}{BEST_OF_N_SUFFIX}"
 
@@ -78,7 +92,7 @@ class Cell:
     """What a result name means: the target domain, the starting model and how much data it saw."""
 
     domain: str
-    kind: str  # truth | finetune | cross | al (active learning)
+    kind: str  # truth | finetune | cross | al (active learning) | merge_sft (source: whose SFT model, no pairs)
     size: int | None = None
     source: str | None = None
     strategy: str | None = None

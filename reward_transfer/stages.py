@@ -45,6 +45,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("active_data_selection", "reward_transfer.active_learning:select_pairs", "reward_transfer.selection_schema",
           True, True),
     Stage("merge_peft_model", "reward_transfer.merging:merge_adapter"),  # merges on the CPU, exactly (fp32)
+    Stage("interpolate_reward_model", "reward_transfer.interpolation:interpolate_reward_model",
+          "reward_transfer.interpolation_schema"),  # on the CPU, as merges
     Stage("active_learning_loop", "reward_transfer.active_learning_loop:run_active_learning",
           "reward_transfer.active_learning_loop"),
     Stage("reproduce", "reward_transfer.grid.reproduce:reproduce", "reward_transfer.grid.profile"),

@@ -17,6 +17,8 @@ from reward_transfer.grid.profile import ProfileConfig
 from reward_transfer.grid.step import Step
 
 TRAIN_ON = ("new", "all")
+BASELINES = ("merge_sft",)
+BENCHMARKS = ("rewardbench", "rewardbench2", "best_of_k")
 
 
 @dataclass
@@ -206,12 +208,55 @@ class _Planner:
         self._table1_evals(domains, crosses, finetune_sizes)
         finals = {(domain, strategy): self.active_learning_chain(domain, strategy)
                   for domain in domains for strategy in al.strategies}
+        baselines = [self.merge_sft(domain, domains) for domain in domains if "merge_sft" in profile.baselines]
         if self.with_best_of_n:
             self._best_of_n(domains, crosses, subsets, finals)
+        self._benchmarks(domains, finetune_sizes, finals, baselines)
         # The report reads every result: it comes last (whatever of the grid is there; a partial run gives "—").
         self._add(Step("report", "report", "report", positional=[str(self.run)],
                        args={"paper": True} if self.paper else {}, needs=[s.name for s in self.plan.steps], always=True))
         return self.plan
+
+    def merge_sft(self, domain: str, domains: list[str]) -> str:
+        """The DogeRM baseline of `domain`: the general RM's backbone moved toward its SFT model, evaluated on every
+        domain (a row of Table 1 and of the transfer matrix)."""
+        name = layout.merge_sft_name(domain)
+        out = layout.model_dir(self.run, name)
+        self._add(Step(f"baseline/{name}", "baselines", "interpolate_reward_model", "base",
+                       [f"name={name}", f"domain={domain}", f"reward_model={self.profile.models.general}",
+                        f"sft_model={self.sft_model(domain)}", f"output_dir={out}", *self._common(),
+                        *self._extra("merge_sft")],
+                       outputs=[str(out / "config.json")], needs=[*self._sft_needs(domain), *self._setup_needs()]))
+        for target in domains:
+            self.evaluate("baselines", layout.on_domain(name, domain, target), target, str(out), [f"baseline/{name}"],
+                          layout.Cell(target, "merge_sft", size=0, source=domain))
+        return name
+
+    def _benchmarks(self, domains: list[str], sizes: list[int], finals: dict[tuple[str, str], str],
+                    baselines: list[str]) -> None:
+        """Each benchmark of the profile with every final model: the general RM, each domain's R_truth and largest
+        fine-tune, the last round of each active-learning strategy, and the baselines."""
+        general = [("general", self.profile.models.general, [])]
+        models = [*general, *[(layout.truth_name(d), None, [f"train/{layout.truth_name(d)}"]) for d in domains]]
+        if sizes:
+            models += [(layout.general_name(d, max(sizes)), None, [f"train/{layout.general_name(d, max(sizes))}"])
+                       for d in domains]
+        models += [(name, None, [f"train/{name}"]) for name in finals.values()]
+        models += [(name, None, [f"baseline/{name}"]) for name in baselines]
+        for benchmark, spec in self.profile.benchmarks.items():
+            if not isinstance(spec, dict) or "name_or_path" not in spec:
+                raise UserError(f"profile.benchmarks.{benchmark}: give {{name_or_path: <dataset or file>, split: …}}")
+            for name, path, needs in models:
+                result = layout.benchmark_name(name, benchmark)
+                out = layout.eval_dir(self.run, result)
+                self.plan.cells[result] = {"mode": benchmark, "model": name,
+                                           "results": str(out.relative_to(self.run) / "results.json")}
+                overrides = [f"mode={benchmark}", f"name={result}",
+                             f"model.model_name_or_path={path or layout.model_dir(self.run, name)}",
+                             _datasets(spec["name_or_path"], spec.get("split", "train")), *self._common(),
+                             *self._extra("benchmark")]
+                self._add(Step(f"benchmark/{result}", "benchmarks", "eval", "base", overrides,
+                               outputs=[str(out / "results.json")], needs=[*needs, *self._setup_needs()]))
 
     def _check(self, domains: list[str]) -> None:
         from reward_transfer.domains import get_domain
@@ -227,6 +272,11 @@ class _Planner:
         if unknown:
             raise UserError(f"profile.pair_data: {', '.join(sorted(unknown))} not in profile.domains "
                             f"({', '.join(domains)})")
+        for kind, given, known in (("baselines", profile.baselines, BASELINES),
+                                   ("benchmarks", list(profile.benchmarks), BENCHMARKS)):
+            unknown = [name for name in given if name not in known]
+            if unknown:
+                raise UserError(f"profile.{kind}: unknown {kind[:-1]} '{unknown[0]}'; known: {', '.join(known)}")
         if profile.active_learning.train_on not in TRAIN_ON:
             raise UserError(f"profile.active_learning.train_on: '{profile.active_learning.train_on}' is not one of "
                             f"{', '.join(TRAIN_ON)}")

@@ -55,13 +55,18 @@ class ProfileConfig:
     sft: SftProfile = field(default_factory=SftProfile)
     sizes: SizesProfile = field(default_factory=SizesProfile)
     active_learning: ActiveLearningProfile = field(default_factory=ActiveLearningProfile)
+    # Beyond the paper. benchmarks: name (rewardbench | rewardbench2 | best_of_k) → {name_or_path, split}, evaluated
+    # with every final model (eval.py mode=<name>). baselines: merge_sft = the general RM's backbone interpolated
+    # toward each domain's SFT model (interpolate_reward_model.py; λ: overrides.merge_sft=[weight=…]), no pairs.
+    benchmarks: dict[str, Any] = field(default_factory=dict)  # (Any: a Hydra override may add one as a plain dict)
+    baselines: list[str] = field(default_factory=list)
     # Domain → an existing pair dataset (Hub name or directory with train/eval splits, e.g. the published
     # eth-dl-rewards/pref-data-math) used instead of generating one: no generate step, no best-of-n (no candidates).
     pair_data: dict[str, str] = field(default_factory=dict)
     # The named config of each stage whose configs are per domain (`{domain}` replaced): generate, sft.
     config_names: dict[str, str] = field(default_factory=dict)
     # Step kind → extra overrides every step of that kind gets: generate, sft, truth, finetune, cross,
-    # active_learning (training), select, eval, best_of_n.
+    # active_learning (training), select, eval, best_of_n, merge_sft, benchmark.
     overrides: dict[str, list[str]] = field(default_factory=dict)
 
 

@@ -15,7 +15,14 @@ from reward_transfer.grid.executors import get_executor
 from reward_transfer.grid.executors.slurm import live_jobs
 from reward_transfer.grid.plan import grid_summary, plan_from_config
 from reward_transfer.grid.running import StepOutcome
-from reward_transfer.grid.script import composed_configs, critical_path, makespan, plan_notes, render_script
+from reward_transfer.grid.script import (
+    NOTE_SCRIPTS,
+    composed_configs,
+    critical_path,
+    makespan,
+    plan_notes,
+    render_script,
+)
 from reward_transfer.grid.state import RunLock, check_inputs
 from reward_transfer.grid.step import Step
 from reward_transfer.stages import get_stage
@@ -32,7 +39,8 @@ def reproduce(cfg: DictConfig) -> list[StepOutcome]:
     run.mkdir(parents=True, exist_ok=True)
     # commands.sh always holds the whole grid; a selection (only=/skip=) also gets its own script.
     script_path = run / ("commands.sh" if len(steps) == len(plan.steps) else "commands_selected.sh")
-    composed = composed_configs(plan.steps) if cfg.dry_run else []  # seconds: dry runs only
+    # Seconds per hundred steps: dry runs only, and every step's only when the cost is estimated.
+    composed = composed_configs(plan.steps, None if profile.device else NOTE_SCRIPTS) if cfg.dry_run else []
     notes = plan_notes(plan.steps, profile, composed) if cfg.dry_run else []
     for path, listed in {run / "commands.sh": plan.steps, script_path: steps}.items():
         atomic_write_text(path, render_script(listed, profile, notes))

@@ -22,9 +22,13 @@ def render_script(steps: list[Step], profile: ProfileConfig, notes: list[str] = 
     return "\n".join(lines) + "\n"
 
 
-def composed_configs(steps: list[Step]) -> list[DictConfig | None]:
-    """Each step's config as its script would compose it (None: a step without a Hydra config)."""
-    hydra_steps = [step for step in steps if step.config_name is not None]
+NOTE_SCRIPTS = ("generate_preference_data", "train_reward_model", "active_data_selection")  # what plan_notes reads
+
+
+def composed_configs(steps: list[Step], scripts: tuple[str, ...] | None = None) -> list[DictConfig | None]:
+    """Each step's config as its script would compose it (None: a step without a Hydra config, or of a script
+    outside `scripts` when given)."""
+    hydra_steps = [step for step in steps if step.config_name is not None and (scripts is None or step.script in scripts)]
     composed = dict(zip([step.name for step in hydra_steps], compose_configs(hydra_steps), strict=True))
     return [composed.get(step.name) for step in steps]
 
@@ -34,8 +38,7 @@ def plan_notes(steps: list[Step], profile: ProfileConfig, composed: list[DictCon
     the training order, and the active-learning pool (from each step's composed config)."""
     notes = [f"pairs of {domain}: {profile.pair_data[domain]} (given; not generated, no best-of-n)"
              for domain in profile.domains if domain in profile.pair_data]
-    kinds = ("generate_preference_data", "train_reward_model", "active_data_selection")
-    planned = [step for step in steps if step.script in kinds]
+    planned = [step for step in steps if step.script in NOTE_SCRIPTS]
     configs = {step.name: cfg for step, cfg in zip(steps, composed, strict=True)}
     for step in planned:
         if step.script == "generate_preference_data":

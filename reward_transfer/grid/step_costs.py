@@ -161,6 +161,10 @@ def _scoring(step: Step, conversations: float, tokens_each: float, ctx: GridCont
 
 def eval_cost(step: Step, cfg: DictConfig, ctx: GridContext) -> StepCost:
     table, domain = ctx.table, cfg.domain
+    if cfg.mode in table("benchmark_conversations"):
+        conversations = table("benchmark_conversations", cfg.mode)
+        return _scoring(step, conversations, table("benchmark_tokens"), ctx,
+                        f"{cfg.mode}: {conversations} conversations (table)")
     per_pair, source = ctx.pair_tokens(domain)
     if cfg.mode == "best_of_n":
         generation = ctx.generation(domain)
@@ -191,6 +195,11 @@ def merge_cost(step: Step, _cfg: Any, ctx: GridContext) -> StepCost:
                     "load, fold the adapter in, write (CPU)")
 
 
+def interpolate_cost(step: Step, _cfg: Any, ctx: GridContext) -> StepCost:
+    return StepCost(step.name, step.group, 0.0, ctx.table("merge_s"), ctx.table("disk_gb")["merged_model"],
+                    "load two models, interpolate the backbone, write (CPU)")
+
+
 def free_cost(step: Step, _cfg: Any, _ctx: GridContext) -> StepCost:
     return StepCost(step.name, step.group, 0.0, 30.0, 0.0, "no GPU")
 
@@ -198,5 +207,6 @@ def free_cost(step: Step, _cfg: Any, _ctx: GridContext) -> StepCost:
 ESTIMATORS: dict[str, Callable[[Step, Any, GridContext], StepCost]] = {
     "generate_preference_data": generate_cost, "train_sft_model": sft_cost, "train_reward_model": train_cost,
     "eval": eval_cost, "active_data_selection": select_cost, "merge_peft_model": merge_cost, "report": free_cost,
+    "interpolate_reward_model": interpolate_cost,
     "tiny": free_cost,
 }
