@@ -74,7 +74,8 @@ def pytest_sessionfinish(session) -> None:
             process.wait()
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
-    if Path(TOKEN_CACHE).name.startswith("rt-cache-"):
+    # The controlling process made the cache and its workers share it: a worker that finishes first leaves it alone.
+    if Path(TOKEN_CACHE).name.startswith("rt-cache-") and not hasattr(session.config, "workerinput"):
         shutil.rmtree(TOKEN_CACHE, ignore_errors=True)
 
 

@@ -126,14 +126,18 @@ def _paths(run: Path) -> set[str]:
     return {str(path.relative_to(run)) for path in run.rglob("*")}
 
 
+def _run_to_the_end(command: list[str]) -> None:
+    result = subprocess.run(command, cwd=REPO, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_killing_reproduce_anywhere_then_rerunning_leaves_what_a_clean_run_leaves(tiny_models, tmp_path):
     """SIGKILL `reproduce.py` (tiny, the math truth chain) when a generation shard, then a training checkpoint,
     first appears; the same command then finishes, and the run folder holds the paths a clean run holds."""
     command = [sys.executable, "reproduce.py", "profile.domains=[math]", "only=[setup,generate,sft,truth]",
                f"profile.tiny_models={tiny_models['lm'].parent}", "best_of_n=false"]
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    subprocess.run([*command, f"output_dir={clean}"], cwd=REPO, env=OFFLINE_ENV, check=True, capture_output=True,
-                   timeout=600)
+    _run_to_the_end([*command, f"output_dir={clean}"])
     for moment in ("data/pref-data-math/.work/shards/shard-000000.done.json", "models/.math_scratch.checkpoints"):
         process = subprocess.Popen([*command, f"output_dir={killed}"], cwd=REPO, env=OFFLINE_ENV,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -143,6 +147,5 @@ def test_killing_reproduce_anywhere_then_rerunning_leaves_what_a_clean_run_leave
         assert process.poll() is None, f"the run ended before {moment} appeared"
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    subprocess.run([*command, f"output_dir={killed}"], cwd=REPO, env=OFFLINE_ENV, check=True, capture_output=True,
-                   timeout=600)
+    _run_to_the_end([*command, f"output_dir={killed}"])
     assert _paths(killed) - _paths(clean) == set()
