@@ -16,6 +16,7 @@ from reward_transfer import run_layout as layout
 from reward_transfer.benchmark_report import NOTE as BENCHMARK_NOTE
 from reward_transfer.benchmark_report import benchmark_rows
 from reward_transfer.errors import UserError
+from reward_transfer.seed_pooling import pool_seeds, sign_flip_p
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class RunResults:
     grid: dict = field(default_factory=dict)
     cells: dict[str, layout.Cell] = field(default_factory=dict)
     unplaced: list[str] = field(default_factory=list)  # results found that no table has a place for
-    _outcomes: dict[str, dict[str, bool] | None] = field(default_factory=dict)
+    _outcomes: dict[str, dict[str, float] | None] = field(default_factory=dict)
 
     def cell(self, name: str) -> layout.Cell | None:
         return self.cells.get(name)
@@ -58,8 +59,10 @@ class RunResults:
         return next((name for name in self.accuracy if self.cells.get(name) == wanted), None)
 
     def find_round(self, domain: str, strategy: str, round_index: int) -> str | None:
-        """The accuracy result of an active-learning round (whatever number of pairs it holds)."""
+        """The accuracy result of an active-learning round (whatever number of pairs it holds; several seeds: their
+        pooled result)."""
         return next((name for name, cell in self.cells.items() if name in self.accuracy and cell.kind == "al"
+                     and cell.seed is None
                      and (cell.domain, cell.strategy, cell.round_index) == (domain, strategy, round_index)), None)
 
     def acc(self, name: str | None) -> float | None:
@@ -77,8 +80,12 @@ class RunResults:
         result = self.accuracy.get(name) if name else None
         return result.get("num_pairs") if result else None
 
-    def outcomes(self, name: str | None) -> dict[str, bool] | None:
-        """Per evaluation pair, whether the model ranked it right (from the evaluation's scores.jsonl)."""
+    def set_outcomes(self, name: str, outcomes: dict[str, float]) -> None:
+        self._outcomes[name] = outcomes
+
+    def outcomes(self, name: str | None) -> dict[str, float] | None:
+        """Per evaluation pair, whether the model ranked it right (from the evaluation's scores.jsonl; a pooled
+        result of several seeds: the share of seeds that did)."""
         if name is None or name not in self.accuracy:
             return None
         if name not in self._outcomes:
@@ -99,7 +106,7 @@ def _read_json(path: Path) -> object | None:
 
 def _cell_of(meta: dict) -> layout.Cell:
     return layout.Cell(meta["domain"], meta["kind"], meta.get("size"), meta.get("source"), meta.get("strategy"),
-                       meta.get("round_index"))
+                       meta.get("round_index"), meta.get("seed"))
 
 
 def load_run(run: str | Path) -> RunResults:
@@ -155,6 +162,7 @@ def load_run(run: str | Path) -> RunResults:
         data = _read_json(path)
         if isinstance(data, list):
             results.log_history[path.parent.name] = data
+    pool_seeds(results)
     return results
 
 
@@ -205,20 +213,38 @@ class Transferability:
     text: str
 
 
+def first_reaching(truth: float, values: dict[int, float | None]) -> tuple[int | None, bool]:
+    """The smallest size whose accuracy reaches `truth` (None: none does), and whether a smaller size is missing."""
+    smaller_missing = False
+    for size in sorted(values):
+        if values[size] is None:
+            smaller_missing = True
+        elif values[size] >= truth:
+            return size, smaller_missing
+    return None, smaller_missing
+
+
 def transferability(truth: float | None, values: dict[int, float | None], full: int | None) -> Transferability:
     """S_T of one row. '≥' marks a lower bound (a smaller size is still missing); '—' when unknown."""
     present = {size: v for size, v in values.items() if v is not None}
     if truth is None or full is None or not present:
         return Transferability(None, MISSING)
-    smaller_missing = False
-    for size in sorted(values):
-        value = values[size]
-        if value is None:
-            smaller_missing = True
-        elif value >= truth:
-            score = 1 - size / full
-            return Transferability(score, f"≥{score:.4f}" if smaller_missing else f"{score:.4f}")
+    size, smaller_missing = first_reaching(truth, values)
+    if size is not None:
+        score = 1 - size / full
+        return Transferability(score, f"≥{score:.4f}" if smaller_missing else f"{score:.4f}")
     return Transferability(None, NOT_REACHED if len(present) == len(values) else f"{NOT_REACHED} (so far)")
+
+
+def labels_to_reach(truth: float | None, values: dict[int, float | None]) -> str:
+    """The labels (pairs selected so far) a row needs to reach R_truth's accuracy: '≤' when a smaller size is
+    missing, 'not reached' when no size reaches it."""
+    if truth is None or all(v is None for v in values.values()):
+        return MISSING
+    size, smaller_missing = first_reaching(truth, values)
+    if size is None:
+        return NOT_REACHED if all(v is not None for v in values.values()) else f"{NOT_REACHED} (so far)"
+    return f"{'≤' if smaller_missing else ''}{layout.size_label(size)}"
 
 
 # -------------------------------------------------------------------------------------------- the tables
@@ -429,7 +455,7 @@ def build_table2(results: RunResults, paper: dict | None = None) -> Table:
     cumulative = al_round_sizes(results, rounds)
     sizes = [cumulative[k] or 0 for k in rounds]
     labels = [layout.size_label(cumulative[k]) if cumulative[k] else f"round {k}" for k in rounds]
-    header = ["domain", "selection", "eval pairs", "R_truth", *labels, "S_T"]
+    header = ["domain", "selection", "eval pairs", "R_truth", *labels, "S_T", "labels to R_truth"]
     rows, mapping = [], ""
     for domain in _domains(results):
         truth = results.find(domain, "truth")
@@ -441,7 +467,8 @@ def build_table2(results: RunResults, paper: dict | None = None) -> Table:
             names = {k: results.find_round(domain, strategy, k) for k in rounds}
             key = {MAIN_STRATEGY: "active", BASELINE_STRATEGY: "random"}.get(strategy)
             published = _paper_by_position(paper_row[key], sizes) if paper_row and key else {}
-            block.append((f"AL {strategy}" if strategy != BASELINE_STRATEGY else "random (AL loop)", names,
+            label = f"AL {strategy}" if strategy != BASELINE_STRATEGY else "random (AL loop)"
+            block.append((label + _seeds_text(results, names.values()), names,
                           {k: published.get(sizes[i]) for i, k in enumerate(rounds)}))
         one_shot = {k: results.find(domain, "finetune", size=cumulative[k]) if cumulative[k] else None for k in rounds}
         if any(n is not None for n in one_shot.values()):
@@ -460,17 +487,25 @@ def build_table2(results: RunResults, paper: dict | None = None) -> Table:
             s_t = transferability(results.acc(truth), values, full)
             spread = transferability_interval(results, truth, {cumulative[k] or 0: names[k] for k in rounds}, full)
             row.append(TableCell(f"{s_t.text} ({spread})" if spread and s_t.text != MISSING else s_t.text))
+            row.append(TableCell(labels_to_reach(results.acc(truth), values)))
             rows.append(row)
     note = (
         "Judgment accuracy (95% interval) after each active-learning round, columns = pairs selected so far, one "
         "row per selection strategy run in the same loop; 'random pairs, one fine-tune': the general RM "
-        "fine-tuned once on that many random pairs (the paper's <domain>_2.5k/5k/7.5k runs). Bold only when the "
-        "interval separates the best from every other cell of the domain; the paired tests below say whether a "
-        "strategy beats random."
+        "fine-tuned once on that many random pairs (the paper's <domain>_2.5k/5k/7.5k runs). A strategy run with "
+        "several seeds (profile.active_learning.seeds) shows its mean over the seeds' chains, the interval from a "
+        "bootstrap over seeds and evaluation pairs. Labels to R_truth: the pairs selected when the accuracy first "
+        "reaches R_truth's. Bold only when the interval separates the best from every other cell of the domain; "
+        "the paired tests below say whether a strategy beats random."
     )
     if mapping:
         note += f" Paper columns paired by position: {mapping}."
     return Table("Table 2: active learning vs random selection", header, rows, note)
+
+
+def _seeds_text(results: RunResults, names: Iterable[str | None]) -> str:
+    seeds = next((results.accuracy[n]["seeds"] for n in names if n and "seeds" in results.accuracy[n]), None)
+    return f" ({len(seeds)} seeds)" if seeds else ""
 
 
 def transfer_name(results: RunResults, source: str, target: str, size: int) -> str | None:
@@ -551,6 +586,13 @@ def mcnemar_p(first: list[bool], second: list[bool]) -> float:
     return min(1.0, 2 * tail)
 
 
+def paired_p(first: list[float], second: list[float]) -> float:
+    """McNemar's exact test for two models' right/wrong outcomes; the sign-flip test for shares of seeds."""
+    if all(v in (0, 1) for v in (*first, *second)):
+        return mcnemar_p([bool(v) for v in first], [bool(v) for v in second])
+    return sign_flip_p(first, second)
+
+
 def build_paired_tests(results: RunResults) -> Table:
     """Beyond the paper: AL vs random per round, and each fine-tune vs R_truth, on the same evaluation pairs."""
     comparisons: list[tuple[str, str, str, str]] = []  # (domain, label, A, B)
@@ -577,9 +619,11 @@ def build_paired_tests(results: RunResults) -> Table:
         diff = (sum(a) - sum(b)) / len(shared)
         rows.append([TableCell(domain), TableCell(label), TableCell(str(len(shared))),
                      TableCell(f"{sum(a) / len(shared):.4f}"), TableCell(f"{sum(b) / len(shared):.4f}"),
-                     TableCell(f"{'+' if diff >= 0 else '−'}{abs(diff):.4f}"), TableCell(f"{mcnemar_p(a, b):.3g}")])
+                     TableCell(f"{'+' if diff >= 0 else '−'}{abs(diff):.4f}"), TableCell(f"{paired_p(a, b):.3g}")])
     note = ("Both models judged on the same evaluation pairs; p: two-sided exact McNemar test (a small p says the "
-            "difference is unlikely to be noise on these pairs). Needs the evaluations' scores.jsonl.")
+            "difference is unlikely to be noise on these pairs); a strategy run with several seeds: a paired "
+            "sign-flip randomisation test on each pair's share of seeds that judged it right. Needs the evaluations' "
+            "scores.jsonl.")
     return Table("Paired tests (beyond the paper)", ["domain", "comparison", "shared pairs", "A", "B", "A − B", "p"],
                  rows, note)
 
@@ -598,7 +642,8 @@ def describe(results: RunResults, name: str) -> str:
     if cell.kind == "cross":
         start = f"R_{cell.source}"
         return start if cell.size == 0 else f"{start} + {layout.size_label(cell.size)}"
-    return f"AL {cell.strategy}, round {cell.round_index}"
+    chain = f", seed {cell.seed}" if cell.seed is not None else ""
+    return f"AL {cell.strategy}, round {cell.round_index}{chain}"
 
 
 def _first_key(result: dict, keys: Iterable[str]) -> float | None:
@@ -851,7 +896,8 @@ def plot_accuracy_vs_size(results: RunResults, out: Path, paper: dict | None = N
 
 
 def plot_active_learning(results: RunResults, out: Path, paper: dict | None = None) -> Path | None:
-    """Accuracy per AL round for each strategy, from the untouched general RM at round 0 (the paper's as x)."""
+    """Accuracy per AL round for each strategy, from the untouched general RM at round 0 (the paper's as x): labels
+    to accuracy, each curve shaded with its 95% interval (several seeds: over seeds and evaluation pairs)."""
     rounds = al_rounds(results)
     if not any(cell.kind == "al" for cell in _cells(results)):
         return None
@@ -860,14 +906,18 @@ def plot_active_learning(results: RunResults, out: Path, paper: dict | None = No
     fig, axes, plt = _figure(len(domains), f"Active learning vs random selection{_label_suffix(results)}")
     styles = ["o-", "s--", "d-.", "v:"]
     for ax, domain in zip(axes, domains, strict=True):
-        start = results.acc(results.find(domain, "finetune", size=0))
+        start_name = results.find(domain, "finetune", size=0)
         paper_row = _paper_row(paper, "table2", domain=domain)
         for index, strategy in enumerate(al_strategies(results)):
-            points = [(0, start)] + [(k, results.acc(results.find_round(domain, strategy, k))) for k in rounds]
-            points = [(k, v) for k, v in points if v is not None]
+            names = [start_name] + [results.find_round(domain, strategy, k) for k in rounds]
+            points = [(k, results.acc(n), results.interval(n)) for k, n in zip([0, *rounds], names, strict=True)]
+            points = [point for point in points if point[1] is not None]
             if points:
-                drawn = ax.plot([k for k, _ in points], [v for _, v in points], styles[index % len(styles)],
-                                label=f"{strategy} selection")
+                drawn = ax.plot([k for k, _, _ in points], [v for _, v, _ in points], styles[index % len(styles)],
+                                label=f"{strategy} selection{_seeds_text(results, names)}")
+                spread = [(k, ci) for k, _, ci in points if ci is not None]
+                ax.fill_between([k for k, _ in spread], [ci[0] for _, ci in spread], [ci[1] for _, ci in spread],
+                                color=drawn[0].get_color(), alpha=0.15, linewidth=0)
                 key = {MAIN_STRATEGY: "active", BASELINE_STRATEGY: "random"}.get(strategy)
                 if paper_row and key:
                     by_size = _paper_by_position(paper_row[key], [cumulative[k] or 0 for k in rounds])

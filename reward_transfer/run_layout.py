@@ -8,6 +8,7 @@ naming convention lives in one place:
     <run>/eval/<name>/results.json         judgment accuracy of the model <name> on its target domain
     <run>/eval/<name>_best_of_n/results.json   best-of-n of the model <name> on its target domain
     <run>/active_learning/<domain>/<strategy>/state_r<k>   active-learning state after round k
+    <run>/active_learning/<domain>/<strategy>/seed<s>/state_r<k>   the same, of the chain with seed s (several seeds)
     <run>/active_learning/<domain>/state   the one state of the original code's commands (each round rewrites it)
     <run>/grid.json                        sizes of the run (full set, subsets, AL rounds), for the report
 
@@ -16,7 +17,8 @@ reads the same way); sizes are written as the paper writes them (`2.5k`, `20k`; 
     <d>_scratch                     ground-truth RM: SFT model trained on the full set of d
     <d>_<size>                      general RM fine-tuned on <size> pairs of d (`<d>_0k`: untouched)
     <s>_to_<d>_<size>               merged ground-truth RM of domain s fine-tuned on <size> pairs of d
-    active_learning_<d>_<strategy>_r<k>   active learning on d, round k (strategy margin | random | argmin)
+    active_learning_<d>_<strategy>_r<k>   active learning on d, round k (strategy margin | random | argmin | ...)
+    active_learning_<d>_<strategy>_s<s>_r<k>   the same, of the chain with seed s (profile.active_learning.seeds)
 """
 
 import json
@@ -30,7 +32,7 @@ BEST_OF_N_SUFFIX = "_best_of_n"
 
 _SIZE = r"\d+(?:\.\d+)?k?"
 _NAME = re.compile(
-    rf"^(?:active_learning_(?P<al_domain>[a-z]+)_(?P<strategy>[a-z]+)_r(?P<round>\d+)"
+    rf"^(?:active_learning_(?P<al_domain>[a-z]+)_(?P<strategy>[a-z][a-z_]*?)(?:_s(?P<seed>\d+))?_r(?P<round>\d+)"
     rf"|(?:(?P<source>[a-z]+)_to_)?(?P<domain>[a-z]+)_(?:(?P<scratch>scratch)|(?P<size>{_SIZE})))$"
 )
 
@@ -65,8 +67,10 @@ def cross_name(domain: str, source: str, size: int) -> str:
     return f"{source}_to_{domain}_{size_label(size)}"
 
 
-def active_learning_name(domain: str, strategy: str, round_index: int) -> str:
-    return f"active_learning_{domain}_{strategy}_r{round_index}"
+def active_learning_name(domain: str, strategy: str, round_index: int, seed: int | None = None) -> str:
+    """Round k of a strategy's chain on a domain (`seed`: one of several seeds' chains; None: the run's one chain)."""
+    chain = strategy if seed is None else f"{strategy}_s{seed}"
+    return f"active_learning_{domain}_{chain}_r{round_index}"
 
 
 def merge_sft_name(domain: str) -> str:
@@ -97,6 +101,7 @@ class Cell:
     source: str | None = None
     strategy: str | None = None
     round_index: int | None = None
+    seed: int | None = None  # active learning run with several seeds: which chain (None: the run's one chain)
 
 
 def parse_name(name: str) -> Cell | None:
@@ -106,7 +111,8 @@ def parse_name(name: str) -> Cell | None:
         return None
     parts = match.groupdict()
     if parts["al_domain"]:
-        return Cell(parts["al_domain"], "al", strategy=parts["strategy"], round_index=int(parts["round"]))
+        return Cell(parts["al_domain"], "al", strategy=parts["strategy"], round_index=int(parts["round"]),
+                    seed=int(parts["seed"]) if parts["seed"] else None)
     domain = parts["domain"]
     if parts["scratch"]:
         return None if parts["source"] else Cell(domain, "truth")
@@ -136,8 +142,9 @@ def eval_dir(run: Path, name: str) -> Path:
     return Path(run) / "eval" / name
 
 
-def al_state_dir(run: Path, domain: str, strategy: str, round_index: int) -> Path:
-    return Path(run) / "active_learning" / domain / strategy / f"state_r{round_index}"
+def al_state_dir(run: Path, domain: str, strategy: str, round_index: int, seed: int | None = None) -> Path:
+    chain = Path(run) / "active_learning" / domain / strategy
+    return (chain if seed is None else chain / f"seed{seed}") / f"state_r{round_index}"
 
 
 def original_state_dir(run: Path, domain: str) -> Path:

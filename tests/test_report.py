@@ -81,13 +81,13 @@ def test_table1_numbers_intervals_separated_bold_transferability_and_missing_cel
 
 def test_table2_one_row_per_strategy_and_the_one_shot_baseline(run: Path) -> None:
     md = write_report(run).tables_md.read_text()
-    assert "| domain | selection | eval pairs | R_truth | 5 | 10 | 15 | S_T |" in md
+    assert "| domain | selection | eval pairs | R_truth | 5 | 10 | 15 | S_T | labels to R_truth |" in md
     assert _row(md, "math", "AL margin")[3:] == ["0.8000 (0.79–0.81)", "0.7000 (0.69–0.71)", "0.7900 (0.78–0.80)",
-                                                 "0.8100 (0.80–0.82)", f"{1 - 15 / 60:.4f}"]
+                                                 "0.8100 (0.80–0.82)", f"{1 - 15 / 60:.4f}", "15"]
     assert _row(md, "math", "random (AL loop)")[4:] == ["0.7200 (0.71–0.73)", "0.7500 (0.74–0.76)", "—",
-                                                        "not reached (so far)"]
+                                                        "not reached (so far)", "not reached (so far)"]
     assert _row(md, "math", "random pairs, one fine-tune")[4:] == ["0.5500 (0.54–0.56)", "—", "0.8200 (0.81–0.83)",
-                                                                   f"≥{1 - 15 / 60:.4f}"]
+                                                                   f"≥{1 - 15 / 60:.4f}", "≤15"]
     assert "(" not in "".join(_row(md, "code", "AL margin")[4:])  # nothing to show: no nested brackets either
 
 
@@ -181,6 +181,8 @@ def test_names_map_to_cells() -> None:
     assert layout.parse_name("math_scratch") == layout.Cell("math", "truth")
     assert layout.parse_name("active_learning_code_random_r2") == layout.Cell(
         "code", "al", strategy="random", round_index=2)
+    assert layout.parse_name("active_learning_math_large_gap_s7_r3") == layout.Cell(
+        "math", "al", strategy="large_gap", round_index=3, seed=7)
     assert layout.parse_name("demo_math_best_of_n") is None
     for size in (0, 7, 2500, 7500, 20000):
         assert layout.parse_size(layout.size_label(size)) == size

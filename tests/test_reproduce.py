@@ -296,3 +296,35 @@ def test_the_preflight_runs_every_kind_of_step_of_the_paper_run_once_on_a_few_do
     assert composed["train/math_scratch"].dataset.max_examples == 48
     assert composed["eval/math_0k"].dataset.max_examples == 32
     assert composed["select/active_learning_math_margin_r1"].dataset.pairs_to_select == 16
+
+
+def test_active_learning_seeds_repeat_each_strategy_chain_with_its_own_seed(tmp_path: Path, tiny_models) -> None:
+    steps = {s.name: s for s in build_grid(_config(tmp_path, tiny_models, "profile.active_learning.seeds=[3,4]",
+                                                   "profile.active_learning.strategies=[margin,random]"))}
+    for strategy in ("margin", "random"):
+        for seed in (3, 4):
+            for k in (1, 2, 3):
+                name = layout.active_learning_name("math", strategy, k, seed)
+                select = steps[f"select/{name}"]
+                assert f"seed={seed}" in select.overrides and f"seed={seed}" in steps[f"train/{name}"].overrides
+                state = layout.al_state_dir(tmp_path, "math", strategy, k, seed)
+                assert f"dataset.output_dataset_name_or_path={state}" in select.overrides
+                assert f"eval/{name}" in steps
+    assert not any(name.startswith("select/") and "_s" not in name.split("math_")[1] for name in steps)
+    # best-of-n reranks with the first seed's last round only: the seeds' spread is Table 2's
+    assert f"best_of_n/{layout.active_learning_name('math', 'margin', 3, 3)}" in steps
+    assert f"best_of_n/{layout.active_learning_name('math', 'margin', 3, 4)}" not in steps
+    with pytest.raises(UserError, match=r"profile\.active_learning\.seeds"):
+        build_grid(_config(tmp_path, tiny_models, "profile.active_learning.seeds=[3,3]"))
+
+
+def test_a_seeded_round_runs_and_the_report_pools_its_chains(tmp_path: Path, tiny_models) -> None:
+    run = tmp_path / "run"
+    round1 = "active_learning_math_margin_s*_r1"
+    cfg = _config(run, tiny_models, "profile.active_learning.seeds=[1,2]", "profile.active_learning.strategies=[margin]",
+                  f"only=[setup,generate,'select/{round1}','train/{round1}','eval/{round1}',report]", "best_of_n=false")
+    assert set(_statuses(reproduce(cfg)).values()) == {"done"}
+    picks = [json.loads((layout.al_state_dir(run, "math", "margin", 1, seed) / "al_state.json").read_text())
+             for seed in (1, 2)]
+    assert picks[0] != picks[1]  # each chain's selection is seeded with its own seed
+    assert "AL margin (2 seeds)" in (run / "tables.md").read_text()

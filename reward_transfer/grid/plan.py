@@ -55,9 +55,10 @@ class _Planner:
     def _extra(self, kind: str) -> list[str]:
         return list(self.profile.overrides.get(kind, []))
 
-    def _common(self) -> list[str]:
-        """What every Hydra step gets: the run folder (the layout of every default path) and the profile's seed."""
-        return [f"paths.root={self.run}", f"seed={self.profile.seed}"]
+    def _common(self, seed: int | None = None) -> list[str]:
+        """What every Hydra step gets: the run folder (the layout of every default path) and the seed (the profile's
+        unless the step belongs to an active-learning chain of its own seed)."""
+        return [f"paths.root={self.run}", f"seed={self.profile.seed if seed is None else seed}"]
 
     def _named(self, stage_kind: str, domain: str) -> str:
         template = self.profile.config_names.get(stage_kind)
@@ -114,10 +115,10 @@ class _Planner:
                        needs=[*self._data_needs(domain), *self._setup_needs()]))
 
     def train(self, recipe: str, group: str, name: str, domain: str, start: str, size: int | None,
-              needs: list[str], data: list[str], extra: list[str] = ()) -> None:
+              needs: list[str], data: list[str], extra: list[str] = (), seed: int | None = None) -> None:
         """A reward-model training of a role (recipe) on the domain's pairs (`data`: overrides naming other data)."""
         overrides = [f"domain={domain}", *extra, f"name={name}", f"model.model_name_or_path={start}", *data,
-                     f"dataset.max_examples={_null(size)}", *self._common(),
+                     f"dataset.max_examples={_null(size)}", *self._common(seed),
                      "train.resume=true",  # re-running the grid continues an interrupted training from its checkpoint
                      "overwrite=false",  # the grid decides what is replaced (the AL recipes' own overwrite would not)
                      *self._extra(group)]
@@ -152,11 +153,12 @@ class _Planner:
         self._add(Step(f"best_of_n/{name}", "best_of_n", "eval", "base", overrides, outputs=[str(out / "results.json")],
                        needs=[*needs, *self._data_needs(domain), *self._setup_needs()]))
 
-    def select(self, domain: str, strategy: str, round_index: int, model: str, needs: list[str]) -> str:
+    def select(self, domain: str, strategy: str, round_index: int, model: str, needs: list[str],
+               seed: int | None = None) -> str:
         al = self.profile.active_learning
         pool = (self._given(domain) or layout.data_dir(self.run, domain) if round_index == 1
-                else layout.al_state_dir(self.run, domain, strategy, round_index - 1))
-        out = layout.al_state_dir(self.run, domain, strategy, round_index)
+                else layout.al_state_dir(self.run, domain, strategy, round_index - 1, seed))
+        out = layout.al_state_dir(self.run, domain, strategy, round_index, seed)
         overrides = [
             f"domain={domain}", f"model.model_name_or_path={model}", f"dataset.dataset_name_or_path={pool}",
             f"dataset.output_dataset_name_or_path={out}", f"dataset.pairs_to_select={al.pairs_per_round}",
@@ -164,9 +166,9 @@ class _Planner:
             f"selection.train_on={al.train_on}",
             # The pool is the ground truth's training set (Table 1's full size), sampled as training samples it.
             *([f"dataset.pool_size={_null(self.profile.sizes.full)}"] if round_index == 1 else []),
-            *self._common(), *self._extra("select"),
+            *self._common(seed), *self._extra("select"),
         ]
-        name = f"select/{layout.active_learning_name(domain, strategy, round_index)}"
+        name = f"select/{layout.active_learning_name(domain, strategy, round_index, seed)}"
         self._add(Step(name, "active_learning", "active_data_selection", "initial" if round_index == 1 else "base",
                        overrides, outputs=[str(out / "dataset_dict.json")], needs=[*needs, *self._setup_needs()]))
         return name
@@ -206,8 +208,13 @@ class _Planner:
                            [*self._data_needs(domain), f"merge/{layout.truth_name(source)}"], self._pairs(domain, "train"),
                            extra=[f"source={source}"])
         self._table1_evals(domains, crosses, finetune_sizes)
-        finals = {(domain, strategy): self.active_learning_chain(domain, strategy)
-                  for domain in domains for strategy in al.strategies}
+        # With several seeds, best-of-n and the benchmarks use the first seed's last round (the chains' spread is
+        # Table 2's); every seed's chain is evaluated on the domain's pairs.
+        finals = {}
+        for domain in domains:
+            for strategy in al.strategies:
+                chains = [self.active_learning_chain(domain, strategy, seed) for seed in (al.seeds or [None])]
+                finals[(domain, strategy)] = chains[0]
         baselines = [self.merge_sft(domain, domains) for domain in domains if "merge_sft" in profile.baselines]
         if self.with_best_of_n:
             self._best_of_n(domains, crosses, subsets, finals)
@@ -280,6 +287,9 @@ class _Planner:
         if profile.active_learning.train_on not in TRAIN_ON:
             raise UserError(f"profile.active_learning.train_on: '{profile.active_learning.train_on}' is not one of "
                             f"{', '.join(TRAIN_ON)}")
+        seeds = list(profile.active_learning.seeds)
+        if len(set(seeds)) != len(seeds) or any(not isinstance(seed, int) or seed < 0 for seed in seeds):
+            raise UserError(f"profile.active_learning.seeds: {seeds} must be distinct non-negative integers")
 
     def _table1_evals(self, domains: list[str], crosses: list[tuple[str, str]], sizes: list[int]) -> None:
         Cell, general = layout.Cell, self.profile.models.general
@@ -302,25 +312,28 @@ class _Planner:
                 self.evaluate("eval", name, domain, str(layout.model_dir(self.run, name)), [f"train/{name}"],
                               Cell(domain, "cross", size=size, source=source))
 
-    def active_learning_chain(self, domain: str, strategy: str) -> str:
+    def active_learning_chain(self, domain: str, strategy: str, seed: int | None = None) -> str:
         """select → train → eval → merge per round, each round starting from the last one's merged model (with
         `train_on=all`: each round retrains the general RM on every pair selected so far, scored by the last
-        round's model). The one definition of the rounds: `reproduce.py` and `active_learning_loop.py` use it."""
+        round's model); `seed`: one of several seeds' chains. The one definition of the rounds: `reproduce.py` and
+        `active_learning_loop.py` use it."""
         al, general = self.profile.active_learning, self.profile.models.general
         scorer, scorer_needs = general, []
         for k in range(1, al.rounds + 1):
-            name = layout.active_learning_name(domain, strategy, k)
-            state = layout.al_state_dir(self.run, domain, strategy, k)
-            previous = [f"select/{layout.active_learning_name(domain, strategy, k - 1)}"] if k > 1 else []
-            select = self.select(domain, strategy, k, scorer, [*scorer_needs, *self._data_needs(domain), *previous])
+            name = layout.active_learning_name(domain, strategy, k, seed)
+            state = layout.al_state_dir(self.run, domain, strategy, k, seed)
+            previous = [f"select/{layout.active_learning_name(domain, strategy, k - 1, seed)}"] if k > 1 else []
+            select = self.select(domain, strategy, k, scorer, [*scorer_needs, *self._data_needs(domain), *previous],
+                                 seed)
             start, start_needs = (general, []) if al.train_on == "all" else (scorer, scorer_needs)
             self.train("active_learning_initial" if k == 1 else "active_learning", "active_learning", name, domain,
-                       start, None, [select, *start_needs], [_datasets(state, "train")])
+                       start, None, [select, *start_needs], [_datasets(state, "train")], seed=seed)
             self.evaluate("active_learning", name, domain, str(layout.model_dir(self.run, name)), [f"train/{name}"],
-                          layout.Cell(domain, "al", size=k * al.pairs_per_round, strategy=strategy, round_index=k))
+                          layout.Cell(domain, "al", size=k * al.pairs_per_round, strategy=strategy, round_index=k,
+                                      seed=seed))
             self.merge("active_learning", name, start, start_needs)
             scorer, scorer_needs = str(layout.merged_dir(self.run, name)), [f"merge/{name}"]
-        return layout.active_learning_name(domain, strategy, al.rounds)
+        return layout.active_learning_name(domain, strategy, al.rounds, seed)
 
     def _best_of_n(self, domains: list[str], crosses: list[tuple[str, str]], subsets: list[int],
                    finals: dict[tuple[str, str], str]) -> None:
@@ -378,6 +391,6 @@ def grid_summary(profile: ProfileConfig, cells: dict[str, dict[str, Any]]) -> di
         "sizes": subsets,
         "full_size": {d: full for d in profile.domains},
         "al": {"rounds": al.rounds, "pairs_per_round": al.pairs_per_round, "strategies": list(al.strategies),
-               "train_on": al.train_on},
+               "train_on": al.train_on, "seeds": list(al.seeds)},
         "results": cells,
     }

@@ -37,6 +37,9 @@ class ActiveLearningProfile:
     strategies: list[str] = field(default_factory=lambda: ["margin", "random"])
     random_subsets: bool = True  # also fine-tune the general RM once on k·n random pairs (`<d>_2.5k`, ...)
     train_on: str = "new"  # new: fine-tune last round's model on the new picks | all: retrain the start on L
+    # Each strategy's chain once per seed (selection and training seeded with it; the report gives mean curves with
+    # 95% intervals over seeds and eval pairs). Empty: one chain per strategy, seeded with profile.seed.
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass

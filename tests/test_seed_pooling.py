@@ -1,0 +1,103 @@
+"""Active learning with several seeds: the report pools each round's chains (mean, interval over seeds and pairs),
+tests each strategy against random per round, and says how many labels each needs to reach R_truth."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reward_transfer import run_layout as layout
+from reward_transfer.reporting import load_run, mcnemar_p, write_report
+from reward_transfer.seed_pooling import sign_flip_p, two_level_bootstrap
+
+PAIRS = 200
+SEEDS = [1, 2, 3]
+
+
+def _write_eval(run: Path, name: str, correct: np.ndarray) -> None:
+    folder = layout.eval_dir(run, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"pair_id": str(i), "chosen": 1.0 if ok else 0.0, "rejected": 0.5} for i, ok in enumerate(correct)]
+    (folder / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "results.json").write_text(json.dumps({"accuracy": float(correct.mean()), "num_pairs": len(correct),
+                                                     "ci95": [0.0, 1.0]}))
+
+
+def _seeded_run(tmp_path: Path, margin_rates: dict[int, list[float]], random_rate: float) -> Path:
+    """math: R_truth right on 80% of the pairs; margin's chains (one per seed) at `margin_rates[round]`; random's
+    at `random_rate` every round. Named as the grid names several seeds' chains."""
+    run, rng = tmp_path / "run", np.random.default_rng(0)
+    cells = {}
+    _write_eval(run, "math_scratch", rng.random(PAIRS) < 0.8)
+    cells["math_scratch"] = {"domain": "math", "kind": "truth"}
+    for strategy in ("margin", "random"):
+        for k in (1, 2, 3):
+            for index, seed in enumerate(SEEDS):
+                rate = margin_rates[k][index] if strategy == "margin" else random_rate
+                name = layout.active_learning_name("math", strategy, k, seed)
+                _write_eval(run, name, rng.random(PAIRS) < rate)
+                cells[name] = {"domain": "math", "kind": "al", "size": 10 * k, "strategy": strategy,
+                               "round_index": k, "seed": seed}
+    for name, cell in cells.items():
+        cells[name] = {**cell, "mode": "pairs", "model": name, "results": f"eval/{name}/results.json"}
+    layout.grid_file(run).write_text(json.dumps({
+        "domains": ["math"], "sizes": [], "full_size": {"math": 40},
+        "al": {"rounds": 3, "pairs_per_round": 10, "strategies": ["margin", "random"], "seeds": SEEDS},
+        "results": cells}))
+    return run
+
+
+def _row(markdown: str, *first_cells: str) -> list[str]:
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[: len(first_cells)] == list(first_cells):
+            return cells
+    raise AssertionError(f"no row {first_cells} in:\n{markdown}")
+
+
+def test_table2_pools_seeds_and_counts_labels_to_reach_truth(tmp_path: Path) -> None:
+    run = _seeded_run(tmp_path, {1: [0.6, 0.62, 0.58], 2: [0.9, 0.92, 0.95], 3: [0.95, 0.95, 0.96]}, 0.6)
+    results = load_run(run)
+    pooled = layout.active_learning_name("math", "margin", 2)
+    chains = [layout.active_learning_name("math", "margin", 2, seed) for seed in SEEDS]
+    assert results.accuracy[pooled]["seeds"] == SEEDS
+    assert results.acc(pooled) == pytest.approx(np.mean([results.acc(n) for n in chains]))
+    low, high = results.interval(pooled)
+    assert low < results.acc(pooled) < high
+    md = write_report(run).tables_md.read_text()
+    margin = _row(md, "math", "AL margin (3 seeds)")
+    assert margin[5].startswith(f"{results.acc(pooled):.4f} (")
+    assert margin[-1] == "20"  # round 2 (20 labels) is the first whose mean reaches R_truth's
+    assert _row(md, "math", "random (AL loop) (3 seeds)")[-1] == "not reached"
+    round2 = _row(md, "math", "AL margin vs random, round 2")
+    assert round2[2] == str(PAIRS) and float(round2[-1]) < 0.01
+    assert "AL margin, round 2, seed" not in md  # the chains are pooled, not rows of their own
+    assert (run / "active_learning.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_seeds_that_disagree_widen_the_interval(tmp_path: Path) -> None:
+    steady = load_run(_seeded_run(tmp_path / "steady", {k: [0.7] * 3 for k in (1, 2, 3)}, 0.7))
+    scattered = load_run(_seeded_run(tmp_path / "scattered", {k: [0.45, 0.7, 0.95] for k in (1, 2, 3)}, 0.7))
+    name = layout.active_learning_name("math", "margin", 2)
+
+    def width(results) -> float:
+        low, high = results.interval(name)
+        return high - low
+
+    assert width(scattered) > 2 * width(steady)
+
+
+def test_two_level_bootstrap_of_one_seed_is_the_pair_bootstrap() -> None:
+    outcomes = (np.random.default_rng(1).random((1, 400)) < 0.7).astype(float)
+    low, high = two_level_bootstrap(outcomes)
+    share, spread = outcomes.mean(), 1.96 * np.sqrt(outcomes.mean() * (1 - outcomes.mean()) / 400)
+    assert low == pytest.approx(share - spread, abs=0.01) and high == pytest.approx(share + spread, abs=0.01)
+
+
+def test_sign_flip_test_agrees_with_mcnemar_on_one_seed() -> None:
+    rng = np.random.default_rng(2)
+    first, second = rng.random(300) < 0.75, rng.random(300) < 0.65
+    assert sign_flip_p(first.tolist(), second.tolist()) == pytest.approx(
+        mcnemar_p(first.tolist(), second.tolist()), abs=0.01)
+    assert sign_flip_p([0.5] * 10, [0.5] * 10) == 1.0
