@@ -1,5 +1,6 @@
-"""The report's table of the field's benchmarks: each final model of the grid on RewardBench v1, RewardBench 2 and
-best-of-K correctness (`eval.py mode=<benchmark>`), each score with its 95% interval."""
+"""The report's tables of the field's benchmarks: each final model of the grid on RewardBench v1, RewardBench 2 and
+best-of-K correctness (`eval.py mode=<benchmark>`), overall and per section or subset, each score with its 95%
+interval."""
 
 from reward_transfer.benchmarks import RB1_SECTIONS
 
@@ -15,13 +16,48 @@ NOTE = (
 )
 
 
+PARTS_NOTE = ("The same evaluations per RewardBench v1 section (count-weighted subsets), RewardBench 2 subset and "
+              "best-of-K subset, each with its 95% bootstrap interval over the pairs or prompts of that part (the Ties "
+              "subset's rule spans prompts: no interval).")
+# benchmark → (column prefix, where its parts are, the figure of a part)
+_PARTS = {"rewardbench": ("v1", "sections", None), "rewardbench2": ("v2", "subsets", None),
+          "best_of_k": ("best-of-K", "subsets", "best_of_k")}
+
+
+def _interval_text(value: float | None, interval) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" + (f" ({interval[0]:.2f}–{interval[1]:.2f})" if interval else "")
+
+
+def _part_text(result: dict | None, benchmark: str, part: str) -> str:
+    if result is None:
+        return "—"
+    _, where, key = _PARTS[benchmark]
+    value = result.get(where, {}).get(part)
+    if key is not None:  # best-of-K: {best_of_k, best_of_k_interval, pairwise, ...} per subset
+        value = value or {}
+        return _interval_text(value.get(key), value.get(f"{key}_interval"))
+    intervals = result.get("section_intervals" if where == "sections" else "subset_intervals", {})
+    return _interval_text(value, intervals.get(part))
+
+
+def benchmark_part_rows(results: dict[str, dict[str, dict]], describe) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per model, one column per section/subset of each benchmark run."""
+    columns = []  # (benchmark, part)
+    for benchmark, (_, where, _) in _PARTS.items():
+        parts = {part for by in results.values() for part in by.get(benchmark, {}).get(where, {})}
+        columns += [(benchmark, part) for part in sorted(parts)]
+    header = ["reward model", *(f"{_PARTS[b][0]} {part}" for b, part in columns)]
+    rows = [[describe(model), *(_part_text(by.get(b), b, part) for b, part in columns)]
+            for model, by in results.items()]
+    return header, rows
+
+
 def _cell(result: dict | None, key: str) -> str:
     if result is None:
         return "—"
-    value, interval = result.get(key), result.get(f"{key}_interval") or result.get("score_interval")
-    text = "—" if value is None else f"{value:.3f}"
-    if interval and value is not None:
-        text += f" ({interval[0]:.2f}–{interval[1]:.2f})"
+    text = _interval_text(result.get(key), result.get(f"{key}_interval") or result.get("score_interval"))
     if key == "best_of_k" and result.get("pairwise") is not None:
         text += f" [pairwise {result['pairwise']:.3f}]"
     return text

@@ -21,6 +21,7 @@ Rules read from allenai/reward-bench at commit 05a9005efb607249822c193590c8ecab8
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -67,11 +68,27 @@ def interval(units: list[Unit], statistic: Callable[[list[Unit]], float], sample
     return round(float(low), 4), round(float(high), 4)
 
 
-def _mean_by_subset(units: list[Unit]) -> dict[str, float]:
+def subset_intervals(units: list[Unit], samples: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Bootstrap 95% interval of each subset's mean score, its units resampled."""
+    rng = np.random.default_rng(seed)
+    intervals = {}
+    for subset, values in sorted(_values_by_subset(units).items()):
+        values = np.asarray(values, dtype=np.float64)
+        means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+        low, high = np.percentile(means, [2.5, 97.5])
+        intervals[subset] = round(float(low), 4), round(float(high), 4)
+    return intervals
+
+
+def _values_by_subset(units: list[Unit]) -> dict[str, list[float]]:
     values: dict[str, list[float]] = defaultdict(list)
     for unit in units:
         values[unit.subset].append(unit.value)
-    return {subset: float(np.mean(v)) for subset, v in values.items()}
+    return values
+
+
+def _mean_by_subset(units: list[Unit]) -> dict[str, float]:
+    return {subset: float(np.mean(v)) for subset, v in _values_by_subset(units).items()}
 
 
 def rb1_sections(subset_scores: dict[str, float]) -> dict[str, float]:
@@ -83,6 +100,10 @@ def rb1_sections(subset_scores: dict[str, float]) -> dict[str, float]:
             weights = [RB1_EXAMPLE_COUNTS[s] for s in present]
             sections[section] = float(np.average([subset_scores[s] for s in present], weights=weights))
     return sections
+
+
+def _rb1_section(section: str, units: list[Unit]) -> float:
+    return rb1_sections(_mean_by_subset(units))[section]
 
 
 def _rb1_score(units: list[Unit]) -> float:
@@ -97,7 +118,11 @@ def rewardbench_v1(chosen: Sequence[float], rejected: Sequence[float], subsets: 
     subset_scores = _mean_by_subset(units)
     result = {"score": round(_rb1_score(units), 4), "score_interval": interval(units, _rb1_score, samples, seed),
               "sections": {k: round(v, 4) for k, v in rb1_sections(subset_scores).items()},
+              "section_intervals": {section: interval([u for u in units if u.subset in RB1_SECTIONS[section]],
+                                                      partial(_rb1_section, section), samples, seed)
+                                    for section in rb1_sections(subset_scores)},
               "subsets": {k: round(v, 4) for k, v in sorted(subset_scores.items())},
+              "subset_intervals": subset_intervals(units, samples, seed),
               "pairs": len(units), "ties": int(sum(c == r for c, r in zip(chosen, rejected, strict=True)))}
     unknown = sorted(set(subset_scores) - set(RB1_EXAMPLE_COUNTS))
     if unknown:
@@ -166,7 +191,17 @@ def rewardbench_v2(ids: Sequence[str], subsets: Sequence[str], scores: Sequence[
         subset_scores["Ties"] = ties_score(ties)
     return {"score": round(statistic(units), 4), "score_interval": interval(units, statistic, samples, seed),
             "subsets": {k: round(v, 4) for k, v in sorted(subset_scores.items())}, "prompts": len(units) + len(ties),
+            "subset_intervals": subset_intervals(units, samples, seed),  # the Ties subset has none: see the note
             "note": "the Ties subset's score is held fixed in the interval (its rule spans prompts)" if ties else ""}
+
+
+def _best_of_k_subsets(best: list[Unit], pairwise: list[Unit], samples: int, seed: int) -> dict[str, dict]:
+    parts: dict[str, dict] = defaultdict(dict)
+    for key, units in (("best_of_k", best), ("pairwise", pairwise)):
+        intervals = subset_intervals(units, samples, seed)
+        for subset, value in _mean_by_subset(units).items():
+            parts[subset] |= {key: round(value, 4), f"{key}_interval": intervals[subset]}
+    return dict(sorted(parts.items()))
 
 
 def best_of_k(subsets: Sequence[str], scores: Sequence[Sequence[float]], correct: Sequence[Sequence[bool]],
@@ -185,5 +220,5 @@ def best_of_k(subsets: Sequence[str], scores: Sequence[Sequence[float]], correct
 
     return {"best_of_k": round(overall(best), 4), "best_of_k_interval": interval(best, overall, samples, seed),
             "pairwise": round(overall(pairwise), 4), "pairwise_interval": interval(pairwise, overall, samples, seed),
-            "subsets": {s: {"best_of_k": round(v, 4)} for s, v in sorted(_mean_by_subset(best).items())},
+            "subsets": _best_of_k_subsets(best, pairwise, samples, seed),
             "prompts": len(best), "prompts_with_pairs": len(pairwise)}

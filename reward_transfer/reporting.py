@@ -14,7 +14,8 @@ from pathlib import Path
 
 from reward_transfer import run_layout as layout
 from reward_transfer.benchmark_report import NOTE as BENCHMARK_NOTE
-from reward_transfer.benchmark_report import benchmark_rows
+from reward_transfer.benchmark_report import PARTS_NOTE as BENCHMARK_PARTS_NOTE
+from reward_transfer.benchmark_report import benchmark_part_rows, benchmark_rows
 from reward_transfer.errors import UserError
 from reward_transfer.seed_pooling import pool_seeds, sign_flip_p
 
@@ -686,10 +687,19 @@ def build_best_of_n_table(results: RunResults) -> Table:
 
 def build_benchmark_table(results: RunResults) -> Table:
     """Each final model on the field's benchmarks (`benchmark_report.py`)."""
-    header, rows = benchmark_rows(results.benchmarks, lambda name: describe(results, name))
+    return _benchmark_table(results, benchmark_rows, "The field's reward-model benchmarks", BENCHMARK_NOTE)
+
+
+def build_benchmark_parts_table(results: RunResults) -> Table:
+    """The same evaluations per section or subset of each benchmark."""
+    return _benchmark_table(results, benchmark_part_rows, "The field's benchmarks per section and subset",
+                            BENCHMARK_PARTS_NOTE)
+
+
+def _benchmark_table(results: RunResults, rows_of: Callable, title: str, note: str) -> Table:
+    header, rows = rows_of(results.benchmarks, lambda name: describe(results, name))
     ordered = sorted(zip(results.benchmarks, rows, strict=True), key=lambda item: _sort_key(results, item[0]))
-    return Table("The field's reward-model benchmarks", header,
-                 [[TableCell(text) for text in row] for _, row in ordered], BENCHMARK_NOTE)
+    return Table(title, header, [[TableCell(text) for text in row] for _, row in ordered], note)
 
 
 def _sort_key(results: RunResults, name: str) -> tuple:
@@ -992,7 +1002,7 @@ def write_report(run: str | Path, out: str | Path | None = None, paper: bool = F
         build_best_of_n_table(results),
     ]
     if results.benchmarks:
-        tables.append(build_benchmark_table(results))
+        tables += [build_benchmark_table(results), build_benchmark_parts_table(results)]
     if results.unplaced:
         tables.append(build_unplaced_table(results))
     from reward_transfer.storage import atomic_write_json, atomic_write_text

@@ -67,3 +67,23 @@ def test_best_of_k_scores_the_top_response_and_every_correct_incorrect_pair():
     # Pairs: prompt 1: (0.9 > 0.1, 0.9 > 0.5) → 1; prompt 2: (0.2 vs 0.2 tie → wrong, 0.1 < 0.2 → wrong) → 0.
     # Prompt 3 has no correct response, so no pair.
     assert result["pairwise"] == pytest.approx(0.5) and result["prompts_with_pairs"] == 2
+
+
+def test_every_subset_and_section_has_its_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    subsets = ["math-prm"] * 200 + ["hep-go"] * 40 + ["alpacaeval-easy"] * 100
+    chosen, rejected = rng.random(len(subsets)), rng.random(len(subsets))
+    v1 = rewardbench_v1(chosen, rejected, subsets, samples=400)
+    for name, value in v1["subsets"].items():
+        low, high = v1["subset_intervals"][name]
+        assert low <= value <= high
+    # 40 pairs spread wider than 200 pairs of about the same accuracy.
+    width = {name: high - low for name, (low, high) in v1["subset_intervals"].items()}
+    assert width["hep-go"] > width["math-prm"]
+    assert set(v1["section_intervals"]) == {"Reasoning", "Chat"}
+    low, high = v1["section_intervals"]["Reasoning"]
+    assert low <= v1["sections"]["Reasoning"] <= high
+    rows = [[0.9, 0.1, 0.5]] * 30 + [[0.1, 0.9, 0.5]] * 10
+    bok = best_of_k(["math"] * 40, rows, [[True, False, False]] * 40, samples=200)["subsets"]["math"]
+    assert bok["best_of_k"] == 0.75 and bok["best_of_k_interval"][0] < 0.75 < bok["best_of_k_interval"][1]
+    assert bok["pairwise_interval"][0] <= bok["pairwise"] <= bok["pairwise_interval"][1]

@@ -328,3 +328,20 @@ def test_a_seeded_round_runs_and_the_report_pools_its_chains(tmp_path: Path, tin
              for seed in (1, 2)]
     assert picks[0] != picks[1]  # each chain's selection is seeded with its own seed
     assert "AL margin (2 seeds)" in (run / "tables.md").read_text()
+
+
+def test_each_benchmark_runs_with_every_final_model_and_the_report_tables_it(tmp_path: Path, tiny_models) -> None:
+    cfg = _config(tmp_path, tiny_models, "profile.active_learning.strategies=[margin]")
+    steps = {s.name for s in build_grid(cfg)}
+    for benchmark in ("rewardbench", "rewardbench2", "best_of_k"):
+        for model in ("general", "math_scratch", layout.active_learning_name("math", "margin", 3),
+                      layout.merge_sft_name("math")):
+            assert f"benchmark/{layout.benchmark_name(model, benchmark)}" in steps, (model, benchmark)
+    assert _statuses(reproduce(_config(tmp_path, tiny_models, "only=[setup,'benchmark/general_*',report]")))
+    tables = (tmp_path / "tables.md").read_text()
+    overall = tables.split("## The field's reward-model benchmarks")[1].split("## ")[0]
+    assert next(line for line in overall.splitlines() if line.startswith("| R_gen")).count("–") == 3
+    general = next(line for line in tables.split("## The field's benchmarks per section and subset")[1].splitlines()
+                   if line.startswith("| R_gen"))
+    # The samples' 4 v1 sections, 6 v2 subsets but Ties, 2 best-of-K subsets: each with its interval.
+    assert general.count("–") == 4 + 5 + 2
