@@ -141,8 +141,28 @@ def test_grid_metadata_places_results_whatever_their_names_and_lists_the_rest(tm
     assert _row(md, "math", "AL max_entropy")[4] == _fmt_cell(accuracy_of(run, "al-1"))
     tests = [_row(md, "math", f"AL max_entropy vs random, round {k}") for k in (1, 2)]
     assert all(row[2] == "200" and 0 <= float(row[-1]) <= 1 for row in tests)
-    assert "95%:" in _row(md, "math", "AL max_entropy")[-1] or _row(md, "math", "AL max_entropy")[-1] == "not reached"
+    s_t, labels = _row(md, "math", "AL max_entropy")[-2:]
+    assert "95%:" in s_t or s_t == "not reached"
+    assert labels in ("5", "10", "not reached")
     assert _row(md, "math_20k") == ["math_20k", "0.5000", "3"]  # listed under "not placed", not dropped
+
+
+def test_the_dogerm_baseline_is_a_row_of_table1_and_of_the_transfer_matrix(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cells = {"math_scratch": ({"domain": "math", "kind": "truth"}, 0.8),
+             "math_merge_sft": ({"domain": "math", "kind": "merge_sft", "size": 0, "source": "math"}, 0.7),
+             "math_merge_sft_on_code": ({"domain": "code", "kind": "merge_sft", "size": 0, "source": "math"}, 0.55)}
+    _write(layout.grid_file(run), {
+        "domains": ["math", "code"], "sizes": [20], "full_size": {"math": 20, "code": 20},
+        "results": {name: {**cell, "mode": "pairs", "model": name, "results": f"eval/{name}/results.json"}
+                    for name, (cell, _) in cells.items()}})
+    for name, (_, accuracy) in cells.items():
+        _write(layout.eval_dir(run, name) / "results.json",
+               {"accuracy": accuracy, "num_pairs": 100, "ci95": [accuracy - 0.01, accuracy + 0.01]})
+    md = write_report(run).tables_md.read_text()
+    assert _row(md, "math", "R_gen ⊕ SFT_math")[3:] == ["0.8000 (0.79–0.81)", "0.7000 (0.69–0.71)", "",
+                                                        "not reached without pairs"]
+    assert _row(md, "R_gen ⊕ SFT_math")[1:] == ["0.7000 (0.69–0.71)", "", "0.5500 (0.54–0.56)", ""]
 
 
 def accuracy_of(run: Path, name: str) -> float:
