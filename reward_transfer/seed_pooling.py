@@ -15,7 +15,7 @@ import numpy as np
 from reward_transfer import run_layout as layout
 
 if TYPE_CHECKING:
-    from reward_transfer.reporting import RunResults
+    from reward_transfer.run_results import RunResults
 
 BOOTSTRAP_SAMPLES = 2000
 _CHUNK = 200  # bootstrap draws per matrix product (bounds the memory of the pair weights)

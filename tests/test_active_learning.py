@@ -160,7 +160,8 @@ def test_every_named_config_validates(script):
 
 def test_loop_runs_the_grids_rounds_resumes_where_it_stopped_and_is_reported(tiny_models, tmp_path):
     from reward_transfer.active_learning_loop import run_active_learning
-    from reward_transfer.reporting import load_run, write_report
+    from reward_transfer.reporting import write_report
+    from reward_transfer.run_results import load_run
 
     data = write_pair_dataset(tmp_path / "pref-data-math", train_problems=6, pairs_per_problem=4)
     run = tmp_path / "loop"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reward_transfer import run_layout as layout
-from reward_transfer.reporting import mcnemar_p, transferability, write_report
+from reward_transfer.report_tables import mcnemar_p, transferability
+from reward_transfer.reporting import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from reward_transfer import run_layout as layout
-from reward_transfer.reporting import load_run, mcnemar_p, write_report
+from reward_transfer.report_tables import mcnemar_p
+from reward_transfer.reporting import write_report
+from reward_transfer.run_results import load_run
 from reward_transfer.seed_pooling import sign_flip_p, two_level_bootstrap
 
 PAIRS = 200
