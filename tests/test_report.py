@@ -55,7 +55,7 @@ def run(tmp_path: Path) -> Path:
     return run
 
 
-def _row(markdown: str, *first_cells: str) -> list[str]:
+def table_row(markdown: str, *first_cells: str) -> list[str]:
     """The cells of the first markdown table row that starts with `first_cells`."""
     for line in markdown.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -70,33 +70,33 @@ def test_table1_numbers_intervals_separated_bold_transferability_and_missing_cel
     assert "| domain | start | eval pairs | R_truth | 0k | 20 | 40 | 60 | S_T |" in md
     # Reaches R_truth (0.80) first at 40 of 60 pairs: S_T = 1 - 40/60. 0.83 is the best of its row, but its
     # interval (0.82–0.84) touches 0.81's (0.80–0.82): not bold.
-    assert _row(md, "math", "R_gen") == ["math", "R_gen", "100", "0.8000 (0.79–0.81)", "0.6000 (0.59–0.61)",
+    assert table_row(md, "math", "R_gen") == ["math", "R_gen", "100", "0.8000 (0.79–0.81)", "0.6000 (0.59–0.61)",
                                          "0.7800 (0.77–0.79)", "0.8100 (0.80–0.82)", "0.8300 (0.82–0.84)", "0.3333"]
     # 20 is missing, so reaching at 40 only bounds S_T from below.
-    assert _row(md, "code", "R_gen")[4:] == ["0.5000 (0.49–0.51)", "—", "0.7200 (0.71–0.73)", "—", "≥0.3333"]
-    assert _row(md, "code", "R_math")[-2:] == ["0.6500 (0.64–0.66)", "not reached"]
-    assert _row(md, "code", "R_math")[3] == "**0.7000 (0.69–0.71)**"  # its interval is above every other one
-    assert _row(md, "math", "R_code") == ["math", "R_code", "100", "0.8000 (0.79–0.81)", "—", "—", "—", "—", "—"]
+    assert table_row(md, "code", "R_gen")[4:] == ["0.5000 (0.49–0.51)", "—", "0.7200 (0.71–0.73)", "—", "≥0.3333"]
+    assert table_row(md, "code", "R_math")[-2:] == ["0.6500 (0.64–0.66)", "not reached"]
+    assert table_row(md, "code", "R_math")[3] == "**0.7000 (0.69–0.71)**"  # its interval is above every other one
+    assert table_row(md, "math", "R_code") == ["math", "R_code", "100", "0.8000 (0.79–0.81)", "—", "—", "—", "—", "—"]
     assert "Pipeline check" not in md
 
 
 def test_table2_one_row_per_strategy_and_the_one_shot_baseline(run: Path) -> None:
     md = write_report(run).tables_md.read_text()
     assert "| domain | selection | eval pairs | R_truth | 5 | 10 | 15 | S_T | labels to R_truth |" in md
-    assert _row(md, "math", "AL margin")[3:] == ["0.8000 (0.79–0.81)", "0.7000 (0.69–0.71)", "0.7900 (0.78–0.80)",
+    assert table_row(md, "math", "AL margin")[3:] == ["0.8000 (0.79–0.81)", "0.7000 (0.69–0.71)", "0.7900 (0.78–0.80)",
                                                  "0.8100 (0.80–0.82)", f"{1 - 15 / 60:.4f}", "15"]
-    assert _row(md, "math", "random (AL loop)")[4:] == ["0.7200 (0.71–0.73)", "0.7500 (0.74–0.76)", "—",
+    assert table_row(md, "math", "random (AL loop)")[4:] == ["0.7200 (0.71–0.73)", "0.7500 (0.74–0.76)", "—",
                                                         "not reached (so far)", "not reached (so far)"]
-    assert _row(md, "math", "random pairs, one fine-tune")[4:] == ["0.5500 (0.54–0.56)", "—", "0.8200 (0.81–0.83)",
+    assert table_row(md, "math", "random pairs, one fine-tune")[4:] == ["0.5500 (0.54–0.56)", "—", "0.8200 (0.81–0.83)",
                                                                    f"≥{1 - 15 / 60:.4f}", "≤15"]
-    assert "(" not in "".join(_row(md, "code", "AL margin")[4:])  # nothing to show: no nested brackets either
+    assert "(" not in "".join(table_row(md, "code", "AL margin")[4:])  # nothing to show: no nested brackets either
 
 
 def test_best_of_n_table_and_latex(run: Path) -> None:
     report = write_report(run)
     md = report.tables_md.read_text()
     assert "| domain | reward model | RM's pick correct | one sample (expected) | any candidate correct |" in md
-    assert _row(md, "math", "R_truth") == ["math", "R_truth", "0.5000", "0.3100", "0.9000", "10", "—"]
+    assert table_row(md, "math", "R_truth") == ["math", "R_truth", "0.5000", "0.3100", "0.9000", "10", "—"]
     tex = report.tables_tex.read_text()
     assert r"\textbf{0.7000 (0.69--0.71)}" in tex.replace("–", "--") and r"\begin{tabular}" in tex and "---" in tex
     assert "**" not in tex and "_" not in tex.replace(r"\_", "").replace("$R_", "").replace("$S_", "")
@@ -105,10 +105,10 @@ def test_best_of_n_table_and_latex(run: Path) -> None:
 def test_transfer_matrix_with_diagonal_and_asymmetry(run: Path) -> None:
     md = write_report(run).tables_md.read_text()
     assert "| source RM | on math, 0k | on math, 60 | on code, 0k | on code, 60 |" in md
-    assert _row(md, "R_math")[1:] == ["0.8000 (0.79–0.81)", "0.8000 (0.79–0.81)", "0.4000 (0.39–0.41)",
+    assert table_row(md, "R_math")[1:] == ["0.8000 (0.79–0.81)", "0.8000 (0.79–0.81)", "0.4000 (0.39–0.41)",
                                       "0.6500 (0.64–0.66)"]
-    assert _row(md, "R_code")[1:3] == ["—", "—"]  # the code RM was never run on math
-    assert _row(md, "asymmetry math→code − code→math")[3:] == ["—", "—"]
+    assert table_row(md, "R_code")[1:3] == ["—", "—"]  # the code RM was never run on math
+    assert table_row(md, "asymmetry math→code − code→math")[3:] == ["—", "—"]
 
 
 def test_grid_metadata_places_results_whatever_their_names_and_lists_the_rest(tmp_path: Path) -> None:
@@ -139,13 +139,13 @@ def test_grid_metadata_places_results_whatever_their_names_and_lists_the_rest(tm
 
     md = write_report(run).tables_md.read_text()
     assert "Pipeline check, not a result" in md and "Profile **tiny**" in md
-    assert _row(md, "math", "AL max_entropy")[4] == _fmt_cell(accuracy_of(run, "al-1"))
-    tests = [_row(md, "math", f"AL max_entropy vs random, round {k}") for k in (1, 2)]
+    assert table_row(md, "math", "AL max_entropy")[4] == _fmt_cell(accuracy_of(run, "al-1"))
+    tests = [table_row(md, "math", f"AL max_entropy vs random, round {k}") for k in (1, 2)]
     assert all(row[2] == "200" and 0 <= float(row[-1]) <= 1 for row in tests)
-    s_t, labels = _row(md, "math", "AL max_entropy")[-2:]
+    s_t, labels = table_row(md, "math", "AL max_entropy")[-2:]
     assert "95%:" in s_t or s_t == "not reached"
     assert labels in ("5", "10", "not reached")
-    assert _row(md, "math_20k") == ["math_20k", "0.5000", "3"]  # listed under "not placed", not dropped
+    assert table_row(md, "math_20k") == ["math_20k", "0.5000", "3"]  # listed under "not placed", not dropped
 
 
 def test_the_dogerm_baseline_is_a_row_of_table1_and_of_the_transfer_matrix(tmp_path: Path) -> None:
@@ -161,9 +161,9 @@ def test_the_dogerm_baseline_is_a_row_of_table1_and_of_the_transfer_matrix(tmp_p
         _write(layout.eval_dir(run, name) / "results.json",
                {"accuracy": accuracy, "num_pairs": 100, "ci95": [accuracy - 0.01, accuracy + 0.01]})
     md = write_report(run).tables_md.read_text()
-    assert _row(md, "math", "R_gen ⊕ SFT_math")[3:] == ["0.8000 (0.79–0.81)", "0.7000 (0.69–0.71)", "",
+    assert table_row(md, "math", "R_gen ⊕ SFT_math")[3:] == ["0.8000 (0.79–0.81)", "0.7000 (0.69–0.71)", "",
                                                         "not reached without pairs"]
-    assert _row(md, "R_gen ⊕ SFT_math")[1:] == ["0.7000 (0.69–0.71)", "", "0.5500 (0.54–0.56)", ""]
+    assert table_row(md, "R_gen ⊕ SFT_math")[1:] == ["0.7000 (0.69–0.71)", "", "0.5500 (0.54–0.56)", ""]
 
 
 def accuracy_of(run: Path, name: str) -> float:
@@ -193,7 +193,7 @@ def test_empty_run_folder_gives_tables_of_dashes(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     report = write_report(tmp_path / "empty")
     md = report.tables_md.read_text()
-    assert _row(md, "math", "R_gen")[2:] == ["—"] * 4 and report.figures == []
+    assert table_row(md, "math", "R_gen")[2:] == ["—"] * 4 and report.figures == []
 
 
 def test_names_map_to_cells() -> None:
@@ -227,12 +227,12 @@ def test_cli_paper_puts_published_numbers_beside_ours(run: Path) -> None:
     assert result.returncode == 0, result.stderr
     md = (run / "vs_paper" / "tables.md").read_text()
     # Our scaled-down columns are paired with the paper's 0k/20k/40k/60k by position, and the table says so.
-    math_gen = _row(md, "math", "R_gen")
+    math_gen = table_row(md, "math", "R_gen")
     assert math_gen[3] == "0.8000 (0.79–0.81); paper 0.8681, −0.0681"
     assert math_gen[7] == "0.8300 (0.82–0.84); paper 0.8909, −0.0609"
-    assert _row(md, "math", "R_code")[4] == "—; paper 0.6883"
+    assert table_row(md, "math", "R_code")[4] == "—; paper 0.6883"
     assert "Paper columns paired by position: 20 ↔ 20k, 40 ↔ 40k, 60 ↔ 60k." in md
-    assert _row(md, "math", "AL margin")[4] == "0.7000 (0.69–0.71); paper 0.8560, −0.1560"
+    assert table_row(md, "math", "AL margin")[4] == "0.7000 (0.69–0.71); paper 0.8560, −0.1560"
     assert "5 ↔ 2.5k, 10 ↔ 5k, 15 ↔ 7.5k" in md
     # Each table shows the R_truth the paper printed in it: 0.8681/0.7843 in Table 1, 0.8700/0.7746 in Table 2.
     table1, table2 = md.split("Table 2", 1)

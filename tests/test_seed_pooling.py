@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import table_row
 
 from reward_transfer import run_layout as layout
 from reward_transfer.report_tables import mcnemar_p
@@ -50,14 +51,6 @@ def _seeded_run(tmp_path: Path, margin_rates: dict[int, list[float]], random_rat
     return run
 
 
-def _row(markdown: str, *first_cells: str) -> list[str]:
-    for line in markdown.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[: len(first_cells)] == list(first_cells):
-            return cells
-    raise AssertionError(f"no row {first_cells} in:\n{markdown}")
-
-
 def test_table2_pools_seeds_and_counts_labels_to_reach_truth(tmp_path: Path) -> None:
     run = _seeded_run(tmp_path, {1: [0.6, 0.62, 0.58], 2: [0.9, 0.92, 0.95], 3: [0.95, 0.95, 0.96]}, 0.6)
     results = load_run(run)
@@ -68,11 +61,11 @@ def test_table2_pools_seeds_and_counts_labels_to_reach_truth(tmp_path: Path) -> 
     low, high = results.interval(pooled)
     assert low < results.acc(pooled) < high
     md = write_report(run).tables_md.read_text()
-    margin = _row(md, "math", "AL margin (3 seeds)")
+    margin = table_row(md, "math", "AL margin (3 seeds)")
     assert margin[5].startswith(f"{results.acc(pooled):.4f} (")
     assert margin[-1] == "20"  # round 2 (20 labels) is the first whose mean reaches R_truth's
-    assert _row(md, "math", "random (AL loop) (3 seeds)")[-1] == "not reached"
-    round2 = _row(md, "math", "AL margin vs random, round 2")
+    assert table_row(md, "math", "random (AL loop) (3 seeds)")[-1] == "not reached"
+    round2 = table_row(md, "math", "AL margin vs random, round 2")
     assert round2[2] == str(PAIRS) and float(round2[-1]) < 0.01
     assert "AL margin, round 2, seed" not in md  # the chains are pooled, not rows of their own
     assert (run / "active_learning.png").read_bytes()[:4] == b"\x89PNG"
