@@ -222,6 +222,22 @@ def test_paper_dry_run_shows_the_data_files_the_pool_and_the_training_order(tmp_
     assert sum("--config-name=initial " in line for line in selects) == 4  # round 1 of 2 domains × 2 strategies
 
 
+def test_the_paper_dry_run_lists_and_prices_every_strategy_seed_benchmark_and_baseline(tmp_path: Path) -> None:
+    strategies = ["margin", "random", "fisher", "diversity", "large_gap"]
+    script = _dry_run(tmp_path, "profile=paper", "profile.domains=[math]", "profile.active_learning.seeds=[1,2]",
+                      f"profile.active_learning.strategies=[{','.join(strategies)}]",
+                      "+profile.benchmarks.rewardbench2={name_or_path: allenai/reward-bench-2, split: test}")
+    selects = [line for line in script.splitlines() if "active_data_selection.py" in line]
+    assert len(selects) == len(strategies) * 2 * 3  # × seeds × rounds
+    for strategy in strategies:
+        for seed in (1, 2):
+            assert any(f"selection.strategy={strategy} " in line and f" seed={seed} " in f"{line} " for line in selects)
+    assert "interpolate_reward_model.py" in script and "mode=rewardbench2" in script
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert {"active_learning", "baselines", "benchmarks"} <= set(cost["by_kind"])
+    assert all(cost["by_kind"][kind]["gpu_hours"] > 0 for kind in ("active_learning", "baselines", "benchmarks"))
+
+
 def test_published_pairs_stand_in_for_the_generate_step(tmp_path: Path) -> None:
     script = _dry_run(tmp_path, "profile=paper_published")
     commands = [line for line in script.splitlines() if line and not line.startswith(("#", "set "))]
