@@ -252,8 +252,11 @@ def sort_key(results: RunResults, name: str) -> tuple:
 
 
 def seeds_text(results: RunResults, names: Iterable[str | None]) -> str:
-    seeds = next((results.accuracy[n]["seeds"] for n in names if n and "seeds" in results.accuracy[n]), None)
-    return f" ({len(seeds)} seeds)" if seeds else ""
+    """' (3 seeds)' for a row of pooled rounds; ' (2–3 seeds)' while some seeds' chains have not reached a round."""
+    counts = sorted({len(results.accuracy[n]["seeds"]) for n in names if n and "seeds" in results.accuracy[n]})
+    if not counts:
+        return ""
+    return f" ({counts[0]} seeds)" if len(counts) == 1 else f" ({counts[0]}–{counts[-1]} seeds)"
 
 
 def published_row(paper: dict | None, table: str, **keys: str) -> dict | None:

@@ -71,6 +71,15 @@ def test_table2_pools_seeds_and_counts_labels_to_reach_truth(tmp_path: Path) -> 
     assert (run / "active_learning.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_round_some_seeds_have_not_reached_says_so(tmp_path: Path) -> None:
+    run = _seeded_run(tmp_path, {k: [0.7] * 3 for k in (1, 2, 3)}, 0.7)
+    for name in ("results.json", "scores.jsonl"):  # seed 3's chain stopped before its last round's evaluation
+        (layout.eval_dir(run, layout.active_learning_name("math", "margin", 3, 3)) / name).unlink()
+    results = load_run(run)
+    assert results.accuracy[layout.active_learning_name("math", "margin", 3)]["seeds"] == [1, 2]
+    table_row(write_report(run).tables_md.read_text(), "math", "AL margin (2–3 seeds)")
+
+
 def test_seeds_that_disagree_widen_the_interval(tmp_path: Path) -> None:
     steady = load_run(_seeded_run(tmp_path / "steady", {k: [0.7] * 3 for k in (1, 2, 3)}, 0.7))
     scattered = load_run(_seeded_run(tmp_path / "scattered", {k: [0.45, 0.7, 0.95] for k in (1, 2, 3)}, 0.7))
