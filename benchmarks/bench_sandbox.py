@@ -4,6 +4,9 @@ Harnesses, all on the same ~200 small stdin programs x 5 tests (some right, some
 - naive: one fresh `python3` subprocess per test case, sequential, no isolation;
 - per-program: all tests of a program in one unisolated subprocess (as the original project did), in parallel;
 - sandbox: `run_tests_batch` with every isolation in force (cold: including worker start-up; warm: reused).
+Then programs that do not compile (syntax errors, 20 tests each): the sandbox answers from one compile, against
+as many programs that fail at their first statement at run time (what a program that does not compile cost before:
+a test process per test), same test counts.
 Usage: python benchmarks/bench_sandbox.py [--programs 200] [--workers N]
 """
 
@@ -148,6 +151,26 @@ def main() -> None:
           f"(incl. start-up {cold / rate[naive_name]:.1f}x)   "
           f"per-program/naive: {rate[per_program_name] / rate[naive_name]:.1f}x   "
           f"sandbox/per-program: {rate[sandbox] / rate[per_program_name]:.1f}x")
+    bench_compile_errors(max(args.programs // 4, 1), args.workers)
+    close_default_pool()
+
+
+def bench_compile_errors(count: int, workers: int) -> None:
+    """Programs that do not compile vs programs that fail at once at run time, each with 20 tests."""
+    spec = {"inputs": [f"{i}\n" for i in range(20)], "outputs": [str(i) for i in range(20)]}
+    workloads = {"do not compile": [f"print(int(input()) + {i}\n" for i in range(count)],
+                 "fail at run time": [f"raise ValueError({i})\n" for i in range(count)]}
+    seconds = {}
+    for name, codes in workloads.items():
+        begin = time.perf_counter()
+        results = run_tests_batch(codes, spec, workers=workers)
+        seconds[name] = time.perf_counter() - begin
+        if any(r.statuses != ["error"] * 20 for r in results):
+            sys.exit(f"error: programs that {name} did not fail every test")
+        print(f"{count} programs that {name:<17} x 20 tests: {seconds[name]:6.2f} s, "
+              f"{sum(r.processes for r in results)} test processes")
+    print(f"ratio for programs that do not compile (one compile vs a process per test): "
+          f"{seconds['fail at run time'] / seconds['do not compile']:.1f}x")
 
 
 if __name__ == "__main__":

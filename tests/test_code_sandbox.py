@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from reward_transfer.errors import UserError
+from reward_transfer.verifiers._sandbox_zygote import MAX_PRECOMPILED_CHARS
 from reward_transfer.verifiers.code import (
     TestResult,
     close_default_pool,
@@ -423,3 +424,18 @@ def test_a_spec_the_json_parser_cannot_read_is_one_user_error() -> None:
     nested = '{"inputs": [' + "[" * 100_000 + "]" * 100_000 + '], "outputs": ["1"]}'
     with pytest.raises(UserError, match="not valid JSON"):
         run_tests("print(1)", nested)
+
+
+def test_a_program_that_does_not_compile_fails_every_test_as_its_processes_would_without_starting_them():
+    tests = {"inputs": ["1\n", "2\n", "3\n"], "outputs": ["1", "2", "3"]}
+    broken = "print(int(input())\n"
+    result = run_tests(broken, tests)
+    assert result.statuses == ["error"] * 3 and result.processes == 0
+    assert result.details[0].startswith("SyntaxError") and "solution.py, line 1" in result.details[0]
+    # Past the size compiled up front, the test processes meet the same error: the same statuses and details.
+    padded = run_tests(broken + "#" * (MAX_PRECOMPILED_CHARS + 1) + "\n", tests)
+    assert padded.processes == 3 and (padded.statuses, padded.details) == (result.statuses, result.details)
+    assert run_tests("print(int(input()))\0", tests).processes == 0  # a null byte: refused by compile() alike
+    # A syntax error met at run time depends on the input: every test still runs.
+    evaluated = run_tests("print(eval(input()))", {"inputs": ["1+1", "1+", "2*3"], "outputs": ["2", "", "6"]})
+    assert evaluated.statuses == ["passed", "error", "passed"] and evaluated.processes == 3

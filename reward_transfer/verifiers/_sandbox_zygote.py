@@ -54,6 +54,7 @@ SYSTEM_LIBRARY_PATHS = ("/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/
                         "/etc/ld.so.cache")
 DEVICES = ("null", "zero", "urandom", "random")
 SETUP_FAILED_EXIT = 121
+MAX_PRECOMPILED_CHARS = 1 << 20  # a larger program is compiled only by its test processes, under their limits
 
 
 def _libc_call(function, *args) -> None:
@@ -710,8 +711,28 @@ def run_test(job: dict, test_input, context: dict) -> dict:
             "cpu_s": user_s + system_s, "wall_s": time.monotonic() - started}
 
 
+def _compile_error(code: str) -> str | None:
+    """Why the program cannot be compiled, or None. Compiling runs none of it: a syntax error (or a null byte) is
+    the same for every input, and each test process would report it exactly so (`_run_untrusted`)."""
+    if len(code) > MAX_PRECOMPILED_CHARS:
+        return None  # left to the test processes and their limits
+    try:
+        compile(code, "solution.py", "exec")
+    except (SyntaxError, ValueError) as error:
+        return _describe(error)
+    except Exception:  # e.g. MemoryError: not a property of the source alone
+        return None
+    return None
+
+
 def run_program(job: dict, context: dict) -> list[dict]:
-    """All tests of one program, each in a fresh process with a fresh private directory."""
+    """All tests of one program, each in a fresh process with a fresh private directory; a program that does not
+    compile fails every test with its compile error without starting them (the results the processes would give)."""
+    error = _compile_error(job["code"])
+    if error is not None:
+        failed = {"exit_code": 1, "timed_out": False, "truncated": False, "stdout": "", "cpu_s": 0.0, "wall_s": 0.0,
+                  "report": json.dumps({"status": "error", "error": error}), "started": False}
+        return [dict(failed) for _ in job["inputs"]]
     return [run_test(job, test_input, context) for test_input in job["inputs"]]
 
 

@@ -63,6 +63,7 @@ class TestResult:
     total: int
     statuses: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    processes: int = 0  # test processes started (none for a program that does not compile)
 
     __test__ = False  # not a pytest test class
 
@@ -207,7 +208,8 @@ def _score(runs: list[dict], problem: _Problem, cpu_limit_s: float) -> TestResul
         status, detail = _grade({**run, "cpu_limit_s": cpu_limit_s}, expected, problem.fn_name is not None)
         statuses.append(status)
         details.append(detail[:MAX_DETAIL_CHARS])
-    return TestResult(statuses.count("passed"), len(statuses), statuses, details)
+    return TestResult(statuses.count("passed"), len(statuses), statuses, details,
+                      sum(run.get("started", True) for run in runs))
 
 
 def _all_failed(problem: _Problem, detail: str) -> TestResult:
