@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_sft import compose_config as compose_stage
 from test_sft import math_pairs, sft_overrides  # noqa: F401  (fixture)
-from training_helpers import OFFLINE_ENV, compose_config, tiny_run, write_pairs
+from training_helpers import OFFLINE_ENV, compose_config, interrupt_at_step, tiny_run, write_pairs
 
 from reward_transfer import training
 from reward_transfer.generation import generate_preference_data
@@ -98,18 +98,7 @@ def test_a_resumed_training_counts_the_whole_run(tiny_models, tmp_path, monkeypa
                                                                      *settings)))
     out = tmp_path / "resumed"
     cfg = compose_config("demo_math", tiny_run(tiny_models["rm"], data, out, *settings, "train.resume=true"))
-    original, calls = RewardTrainer.training_step, []
-
-    def killed_on_third_step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed here")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(RewardTrainer, "training_step", killed_on_third_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(cfg)
-    monkeypatch.setattr(RewardTrainer, "training_step", original)
+    interrupt_at_step(monkeypatch, RewardTrainer, 3, lambda: train_reward_model(cfg))
     resumed = train_reward_model(cfg)
     assert resumed["resumed_from_step"] == 2 and whole["resumed_from_step"] is None
     assert resumed["tokens"] == whole["tokens"] and resumed["padded_tokens"] == whole["padded_tokens"]

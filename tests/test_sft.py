@@ -13,7 +13,7 @@ from datasets import load_from_disk
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from safetensors.torch import load_file
-from training_helpers import OFFLINE_ENV
+from training_helpers import OFFLINE_ENV, interrupt_at_step
 
 from reward_transfer.errors import UserError
 from reward_transfer.generation import generate_preference_data
@@ -91,18 +91,8 @@ def test_a_killed_sft_run_resumes_from_its_last_complete_checkpoint(tiny_models,
 
     out = tmp_path / "resumed"
     overrides = sft_overrides(tiny_models, math_pairs, out, "train.save_steps=2", "train.max_steps=6")
-    original, calls = SFTTrainer.training_step, []
-
-    def crash_on_fifth_step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SFTTrainer, "training_step", crash_on_fifth_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_sft_model(compose_config("train_sft_model", "demo_math", overrides))
-    monkeypatch.setattr(SFTTrainer, "training_step", original)
+    interrupt_at_step(monkeypatch, SFTTrainer, 5,
+                      lambda: train_sft_model(compose_config("train_sft_model", "demo_math", overrides)))
     assert not out.exists() and (checkpoint_dir(out) / "checkpoint-4").is_dir()
     capsys.readouterr()
     summary = train_sft_model(compose_config("train_sft_model", "demo_math", [*overrides, "train.resume=true"]))

@@ -16,6 +16,7 @@ from training_helpers import (
     OFFLINE_ENV,
     REPO_ROOT,
     compose_config,
+    interrupt_at_step,
     pair_accuracy,
     score,
     synthetic_pairs,
@@ -176,18 +177,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_models, pair
 
     out = tmp_path / "resumed"
     overrides = tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=6", "train.save_steps=2")
-    original_step, calls = RewardTrainer.training_step, []
-
-    def crash_on_fifth_step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt("simulated interruption")
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(RewardTrainer, "training_step", crash_on_fifth_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(compose_config("demo_math", overrides))
-    monkeypatch.setattr(RewardTrainer, "training_step", original_step)
+    interrupt_at_step(monkeypatch, RewardTrainer, 5, lambda: train_reward_model(compose_config("demo_math", overrides)))
     assert not out.exists(), "an interrupted run leaves no result in output_dir"
     assert (checkpoint_dir(out) / "checkpoint-4").is_dir()
     with pytest.raises(UserError, match=r"train\.resume=true"):
@@ -232,18 +222,7 @@ def test_an_interrupted_run_resumes_only_with_its_own_settings(tiny_models, pair
 
     out = tmp_path / "other"
     overrides = tiny_run(tiny_models["rm"], pairs_dir, out, "train.max_steps=4", "train.save_steps=2")
-    original_step, calls = RewardTrainer.training_step, []
-
-    def crash_on_third_step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated interruption")
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(RewardTrainer, "training_step", crash_on_third_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(compose_config("demo_math", overrides))
-    monkeypatch.setattr(RewardTrainer, "training_step", original_step)
+    interrupt_at_step(monkeypatch, RewardTrainer, 3, lambda: train_reward_model(compose_config("demo_math", overrides)))
     with pytest.raises(UserError, match=r"other settings \(seed: 42 → 7\)"):
         train_reward_model(compose_config("demo_math", [*overrides, "train.resume=true", "seed=7"]))
     assert (checkpoint_dir(out) / "checkpoint-2").is_dir()

@@ -2,8 +2,10 @@
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from datasets import Dataset, DatasetDict
 from hydra import compose, initialize_config_dir
@@ -74,3 +76,20 @@ def pair_accuracy(model: torch.nn.Module, tokenizer, rows: list[dict[str, str]])
     chosen = score(model, tokenizer, problems, [r["accepted"] for r in rows])
     rejected = score(model, tokenizer, problems, [r["rejected"] for r in rows])
     return (chosen > rejected).float().mean().item()
+
+
+def interrupt_at_step(monkeypatch, trainer_class: type, step: int, run: Callable[[], object]) -> None:
+    """Run `run()` with `trainer_class.training_step` raising KeyboardInterrupt (a Ctrl-C) at its `step`-th call,
+    and expect the interrupt; the trainer is restored afterwards."""
+    original, calls = trainer_class.training_step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt(f"interrupted at training step {step}")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_class, "training_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(trainer_class, "training_step", original)
