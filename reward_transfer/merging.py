@@ -22,8 +22,8 @@ from reward_transfer.models import (
     read_reward_model_info,
     reward_head_name,
     reward_token_id,
-    write_legacy_rope_scaling,
 )
+from reward_transfer.remote_code import write_legacy_rope_scaling
 from reward_transfer.rerun import is_complete, write_settings
 from reward_transfer.storage import atomic_directory, atomic_write_json, atomic_write_text, ensure_writable
 

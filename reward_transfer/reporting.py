@@ -11,6 +11,7 @@ from reward_transfer.report_figures import (
     plot_loss_curves,
     plot_transfer_matrix,
 )
+from reward_transfer.report_render import render_latex, render_markdown
 from reward_transfer.report_tables import (
     BEST_OF_N_COLUMNS,
     build_benchmark_parts_table,
@@ -21,8 +22,6 @@ from reward_transfer.report_tables import (
     build_table2,
     build_transfer_matrix,
     build_unplaced_table,
-    render_latex,
-    render_markdown,
 )
 from reward_transfer.run_results import (
     MISSING,

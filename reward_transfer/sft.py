@@ -35,8 +35,8 @@ from reward_transfer.models import (
     _model_family,
     load_causal_lm,
     load_tokenizer,
-    write_legacy_rope_scaling,
 )
+from reward_transfer.remote_code import write_legacy_rope_scaling
 from reward_transfer.rerun import is_complete, result_settings, to_plain, write_settings
 from reward_transfer.sft_schema import RESUMABLE_KEYS
 from reward_transfer.storage import atomic_write_json, atomic_write_text, ensure_writable, replace_dir
