@@ -145,18 +145,29 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> No
         time.sleep(0.2)
 
 
-def test_a_second_reproduce_on_the_same_folder_refuses_naming_the_first_and_ctrl_c_exits_130(tiny_models, tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill"])
+def test_a_second_reproduce_on_the_same_folder_refuses_naming_the_first_and_stopping_it_exits_130(tiny_models,
+                                                                                                tmp_path, stop):
+    """The second run (another plan, a dry run) refuses before writing anything; the first, stopped by Ctrl-C in
+    its terminal (SIGINT to the whole group) or by `kill <pid>` (SIGTERM to it alone), takes its steps with it."""
     run = tmp_path / "run"
     first = _start(run, tiny_models, "executor=local")
     try:
         _wait_for(run / "logs" / "generate__math.log", first)
+        written = {path: path.read_bytes() for path in (run / "commands.sh", run / "commands_selected.sh",
+                                                         layout.grid_file(run), run / "reproduce_config.yaml")}
         second = subprocess.run([sys.executable, "reproduce.py", f"output_dir={run}", *SMALL, "only=[setup]",
+                                 "profile.sizes.eval_max_examples=5", "dry_run=true",
                                  f"profile.tiny_models={tiny_models['lm'].parent}"], cwd=REPO, capture_output=True,
                                 text=True, timeout=120)
         assert second.returncode == 1
         assert second.stderr.startswith(f"error: {run} is being run by another reproduce.py (host ")
         assert f"pid {first.pid}, executor local" in second.stderr
-        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
+        assert {path: path.read_bytes() for path in written} == written
+        if stop == "ctrl-c":
+            os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
+        else:
+            first.send_signal(signal.SIGTERM)  # `kill <pid>`: the step's own process is not signalled
         _, err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:

@@ -334,6 +334,16 @@ def test_active_learning_seeds_repeat_each_strategy_chain_with_its_own_seed(tmp_
         build_grid(_config(tmp_path, tiny_models, "profile.active_learning.seeds=[3,3]"))
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("profile.active_learning.strategies=[margin,fishr]", "unknown strategy 'fishr'; known: margin, argmin, random"),
+    ("profile.baselines=[merge_sf]", "unknown baseline 'merge_sf'; known: merge_sft"),
+])
+def test_a_misspelt_name_is_refused_when_planning_not_hours_into_the_grid(tmp_path: Path, tiny_models, override,
+                                                                          message) -> None:
+    with pytest.raises(UserError, match=message):
+        build_grid(_config(tmp_path, tiny_models, override))
+
+
 def test_a_seeded_round_runs_and_the_report_pools_its_chains(tmp_path: Path, tiny_models) -> None:
     run = tmp_path / "run"
     round1 = "active_learning_math_margin_s*_r1"

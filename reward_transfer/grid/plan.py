@@ -15,6 +15,7 @@ from reward_transfer import run_layout as layout
 from reward_transfer.errors import UserError
 from reward_transfer.grid.profile import ProfileConfig
 from reward_transfer.grid.step import Step
+from reward_transfer.selection_strategies import STRATEGIES
 
 TRAIN_ON = ("new", "all")
 BASELINES = ("merge_sft",)
@@ -279,11 +280,13 @@ class _Planner:
         if unknown:
             raise UserError(f"profile.pair_data: {', '.join(sorted(unknown))} not in profile.domains "
                             f"({', '.join(domains)})")
-        for kind, given, known in (("baselines", profile.baselines, BASELINES),
-                                   ("benchmarks", list(profile.benchmarks), BENCHMARKS)):
+        for key, kind, given, known in (("baselines", "baseline", profile.baselines, BASELINES),
+                                        ("benchmarks", "benchmark", list(profile.benchmarks), BENCHMARKS),
+                                        ("active_learning.strategies", "strategy", profile.active_learning.strategies,
+                                         STRATEGIES)):
             unknown = [name for name in given if name not in known]
-            if unknown:
-                raise UserError(f"profile.{kind}: unknown {kind[:-1]} '{unknown[0]}'; known: {', '.join(known)}")
+            if unknown:  # refused before any step runs, not at the first selection hours into the grid
+                raise UserError(f"profile.{key}: unknown {kind} '{unknown[0]}'; known: {', '.join(known)}")
         if profile.active_learning.train_on not in TRAIN_ON:
             raise UserError(f"profile.active_learning.train_on: '{profile.active_learning.train_on}' is not one of "
                             f"{', '.join(TRAIN_ON)}")

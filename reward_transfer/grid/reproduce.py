@@ -1,8 +1,12 @@
 """`reproduce.py`: plan the study's grid, write `commands.sh` and `grid.json`, hand the graph to an executor."""
 
+import contextlib
 import fnmatch
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,29 +41,13 @@ def reproduce(cfg: DictConfig) -> list[StepOutcome]:
     steps = select_steps(plan.steps, cfg.only, cfg.skip)
     check_configs(steps)
     run.mkdir(parents=True, exist_ok=True)
-    # commands.sh always holds the whole grid; a selection (only=/skip=) also gets its own script.
-    script_path = run / ("commands.sh" if len(steps) == len(plan.steps) else "commands_selected.sh")
-    # Seconds per hundred steps: dry runs only, and every step's only when the cost is estimated.
-    composed = composed_configs(plan.steps, None if profile.device else NOTE_SCRIPTS) if cfg.dry_run else []
-    notes = plan_notes(plan.steps, profile, composed) if cfg.dry_run else []
-    for path, listed in {run / "commands.sh": plan.steps, script_path: steps}.items():
-        atomic_write_text(path, render_script(listed, profile, notes))
-        path.chmod(0o755)
-    atomic_write_json(layout.grid_file(run), grid_summary(profile, plan.cells))
-    atomic_write_text(run / "reproduce_config.yaml", OmegaConf.to_yaml(cfg))
-    if cfg.dry_run:
-        print(script_path.read_text(), end="")
-        print(f"# {len(steps)} of {len(plan.steps)} steps; written to {script_path}")
-        print(describe_schedule(steps, executor))
-        if profile.device is not None:
-            selected = {step.name for step in steps}
-            configs = [c for step, c in zip(plan.steps, composed, strict=True) if step.name in selected]
-            cost = estimate_grid(steps, configs, profile, executor.config, run)
-            atomic_write_json(run / "cost.json", cost.to_dict())
-            print(render_cost(cost) + f"\n# cost per step: {run / 'cost.json'}")
-        return []
-    with RunLock(run) as lock:
+    # The lock comes first: a second reproduce.py (a dry run too) must not rewrite the grid.json a running one reads.
+    with RunLock(run) as lock, _sigterm_as_interrupt():
         lock.acquire(executor.config.name)
+        if cfg.dry_run:
+            _dry_run(cfg, plan, steps, profile, executor, run)
+            return []
+        _write_plan(cfg, plan, steps, profile, [])
         queued = live_jobs(run) if executor.config.name != "slurm" else {}
         if queued:
             raise UserError(f"{run} has Slurm jobs still queued or running ({', '.join(sorted(queued.values()))}): "
@@ -68,8 +56,55 @@ def reproduce(cfg: DictConfig) -> list[StepOutcome]:
         _environment(profile)
         started = time.perf_counter()
         outcomes = executor.run(steps, plan.by_name(), run, cfg.overwrite)
-    _summary(profile.name, outcomes, run, time.perf_counter() - started)
+        _summary(profile.name, outcomes, run, time.perf_counter() - started)
     return outcomes
+
+
+def _write_plan(cfg: DictConfig, plan: Any, steps: list[Step], profile: Any, notes: list[str]) -> Path:
+    """commands.sh (always the whole grid; a selection with only=/skip= also gets its own script), grid.json and
+    the composed config; returns the script of the selected steps."""
+    run = Path(cfg.output_dir)
+    script_path = run / ("commands.sh" if len(steps) == len(plan.steps) else "commands_selected.sh")
+    for path, listed in {run / "commands.sh": plan.steps, script_path: steps}.items():
+        atomic_write_text(path, render_script(listed, profile, notes))
+        path.chmod(0o755)
+    atomic_write_json(layout.grid_file(run), grid_summary(profile, plan.cells))
+    atomic_write_text(run / "reproduce_config.yaml", OmegaConf.to_yaml(cfg))
+    return script_path
+
+
+def _dry_run(cfg: DictConfig, plan: Any, steps: list[Step], profile: Any, executor: Any, run: Path) -> None:
+    """Write the plan with its notes and print it, its schedule and, for a device profile, its cost."""
+    # Seconds per hundred steps: every step's config is composed only when the cost is estimated.
+    composed = composed_configs(plan.steps, None if profile.device else NOTE_SCRIPTS)
+    script_path = _write_plan(cfg, plan, steps, profile, plan_notes(plan.steps, profile, composed))
+    print(script_path.read_text(), end="")
+    print(f"# {len(steps)} of {len(plan.steps)} steps; written to {script_path}")
+    print(describe_schedule(steps, executor))
+    if profile.device is not None:
+        selected = {step.name for step in steps}
+        configs = [c for step, c in zip(plan.steps, composed, strict=True) if step.name in selected]
+        cost = estimate_grid(steps, configs, profile, executor.config, run)
+        atomic_write_json(run / "cost.json", cost.to_dict())
+        print(render_cost(cost) + f"\n# cost per step: {run / 'cost.json'}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill <pid>` (SIGTERM) stops a run as Ctrl-C does: its step processes go with it and the lock is freed only
+    then, so a rerun never starts a step beside an orphan of this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def describe_schedule(steps: list[Step], executor: Any) -> str:
