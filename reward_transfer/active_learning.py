@@ -31,7 +31,7 @@ from reward_transfer.selection_strategies import (
     StrategyOptions,
     get_strategy,
 )
-from reward_transfer.storage import atomic_directory, ensure_writable
+from reward_transfer.storage import atomic_directory, ensure_writable, remove_stale_temporaries_of
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,7 @@ def finished_round(cfg: DictConfig, source: str, target: str, round_number: int,
     layout) advances it by a round.
     """
     target_path = Path(target).expanduser()
+    remove_stale_temporaries_of(target_path)
     if cfg.overwrite or not target_path.is_dir() or not any(target_path.iterdir()):
         return None
     if target_path.resolve() == Path(source).expanduser().resolve():

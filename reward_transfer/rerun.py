@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from reward_transfer.errors import UserError
-from reward_transfer.storage import atomic_write_json
+from reward_transfer.storage import atomic_write_json, remove_stale_temporaries_of
 
 SETTINGS_FILE = "run_settings.json"
 # How fast, where, or under which label a run happens; never what it produces (shared by every stage).
@@ -69,12 +69,14 @@ def refuse_other_settings(stage: str, output: Path, recorded: dict, settings: di
 
 
 def is_complete(stage: str, output: Path, settings: dict, overwrite: bool, finished: bool) -> bool:
-    """Apply the rule to `output`: True when it holds this very run, finished (the caller says so and stops).
+    """Apply the rule to `output` as its stage starts: True when it holds this very run, finished (the caller says
+    so and stops). Temporaries that killed writers of `output` left beside it are removed first.
 
     `finished`: the stage's own test that `output` is a complete result. Raises the one-line error when it holds
     another run, unless `overwrite` (then the caller replaces it once the new run is done).
     """
     output = Path(output)
+    remove_stale_temporaries_of(output)  # what a writer of it killed mid-write or mid-replace left beside it
     if output.exists() and not output.is_dir():
         raise UserError(f"{stage}: output_dir {output} exists and is not a directory")
     if overwrite or not output.is_dir() or not any(output.iterdir()):

@@ -3,7 +3,9 @@
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,11 +37,62 @@ def ensure_writable(path: str | os.PathLike, key: str, parent: bool = False) -> 
         raise UserError(f"{key}={path}: cannot write to {existing} ({err.strerror or err})") from err
 
 
+# Temporaries beside a path are named `.<name>.tmp-<pid>-<random>@<host>` (`old-` for a replaced copy), so that a
+# later writer of the same path can tell those of a writer that was killed (SIGKILL leaves no chance to clean up).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[^@]*@(?P<host>.+)")
+_HOST = socket.gethostname()
+
+
+def _temporary_affixes(path: Path, kind: str = "tmp") -> tuple[str, str]:
+    return f".{path.name}.{kind}-{os.getpid()}-", f"@{_HOST}"
+
+
+def _owner_is_gone(pid: int, host: str) -> bool:
+    """True unless the process is alive on this host; one writer per output makes another host's a dead one's."""
+    if host != _HOST:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, name: str | None = None) -> int:
+    """Remove the temporaries in `directory` (of `name` only, when given) whose writer is gone; returns how many."""
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    removed = 0
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or (name is not None and match["name"] != name):
+            continue
+        if _owner_is_gone(int(match["pid"]), match["host"]):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def remove_stale_temporaries_of(path: str | os.PathLike) -> int:
+    """What killed writers of `path` left beside it (a stage calls this as it starts)."""
+    path = Path(path)
+    return remove_stale_temporaries(path.parent, path.name)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same directory and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries_of(path)
+    prefix, suffix = _temporary_affixes(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -62,7 +115,8 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        prefix, suffix = _temporary_affixes(dst, "old")
+        old = dst.with_name(f"{prefix}0{suffix}")
         os.replace(dst, old)
         os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)
@@ -75,7 +129,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; on success it replaces `path`, on error it is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    remove_stale_temporaries_of(path)
+    prefix, suffix = _temporary_affixes(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
         yield tmp

@@ -138,3 +138,40 @@ def test_killing_reproduce_anywhere_then_rerunning_leaves_what_a_clean_run_leave
         process.wait()
     _run_to_the_end([*command, f"output_dir={killed}"])
     assert _paths(killed) - _paths(clean) == set()
+
+
+# Run a stage's script, SIGKILLing itself at one moment of an atomic write: `publishing` (the new folder is complete
+# in its temporary, not yet renamed into place) or `removing-old` (renamed into place, the replaced copy not yet gone).
+KILL_AT = """
+import os, runpy, signal, sys
+from reward_transfer import storage
+moment, script, sys.argv = sys.argv[1], sys.argv[2], sys.argv[2:]
+if moment == "publishing":
+    storage.replace_dir = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+else:
+    real_rmtree = storage.shutil.rmtree
+    storage.shutil.rmtree = lambda path, *a, **k: (os.kill(os.getpid(), signal.SIGKILL) if ".old-" in str(path)
+                                                   else real_rmtree(path, *a, **k))
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("moment", "killed_args", "rerun_args"), [
+    ("publishing", [], []),  # a first merge killed while its temporary holds the whole model
+    ("removing-old", ["--overwrite"], []),  # a replacing merge killed after publishing; the rerun finds it complete
+])
+def test_a_merge_killed_mid_write_leaves_nothing_beside_its_output_after_the_rerun(tiny_models, tmp_path, moment,
+                                                                                   killed_args, rerun_args):
+    adapter = tmp_path / "run"
+    train_reward_model(compose_config("demo_math", tiny_run(tiny_models["rm"], write_pairs(tmp_path / "pairs", 8),
+                                                            adapter, "train.max_steps=1")))
+    merge = ["merge_peft_model.py", f"--model_name={adapter}", f"--output_dir={tmp_path / 'merged'}"]
+    if moment == "removing-old":
+        _run_to_the_end([sys.executable, *merge])
+    killed = subprocess.run([sys.executable, "-c", KILL_AT, moment, *merge, *killed_args], cwd=REPO, env=OFFLINE_ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert any(path.name.startswith(".merged.") for path in tmp_path.iterdir())  # the debris the kill left
+    _run_to_the_end([sys.executable, *merge, *rerun_args])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["merged", "pairs", "run"]
+    assert (tmp_path / "merged" / "config.json").is_file()

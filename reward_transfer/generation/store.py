@@ -11,7 +11,13 @@ from datasets import Dataset, DatasetDict
 from reward_transfer.errors import UserError
 from reward_transfer.generation.problems import quiet_datasets
 from reward_transfer.rerun import describe_differences
-from reward_transfer.storage import atomic_write_json, atomic_write_text, replace_dir, save_dataset_atomically
+from reward_transfer.storage import (
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    replace_dir,
+    save_dataset_atomically,
+)
 
 MANIFEST = "generation_manifest.json"
 CONFIG_COPY = "generation_config.yaml"
@@ -127,9 +133,4 @@ class OutputStore:
 
     def _remove_debris(self) -> None:
         """Temporary files and directories of atomic writes that a kill interrupted."""
-        for leftover in self.path.glob(".*"):
-            if leftover.name.endswith(".tmp") or ".old-" in leftover.name:
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
+        remove_stale_temporaries(self.path)
