@@ -222,7 +222,8 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
 
     source, target = cfg.dataset.dataset_name_or_path, cfg.dataset.output_dataset_name_or_path
     ensure_writable(Path(target).expanduser(), "dataset.output_dataset_name_or_path", parent=True)
-    pool = load_pool(source, cfg.domain, cfg.dataset.pool_size, cfg.seed, dict(cfg.dataset.columns))
+    pool_seed = cfg.seed if cfg.dataset.pool_seed is None else cfg.dataset.pool_seed
+    pool = load_pool(source, cfg.domain, cfg.dataset.pool_size, pool_seed, dict(cfg.dataset.columns))
     _check_request(cfg, pool, source)
     round_number = len(pool.info["rounds"]) + 1
     settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))

@@ -21,6 +21,7 @@ class SelectionDatasetConfig:
     # Round 1: the pool is the train split's seeded sample of this many pairs, the very rows training reads with
     # dataset.max_examples=<pool_size> and the same seed (Table 1's 60k). None: the whole train split.
     pool_size: int | None = None
+    pool_seed: int | None = None  # round 1's sampling seed (None: `seed`); a chain of its own seed keeps R_truth's
     batch_size: int = 16  # conversations per forward pass at most
     max_batch_tokens: int = 16384  # padded tokens per forward pass at most (long conversations: smaller batches)
     columns: dict[str, str] = field(default_factory=dict)  # round 1: the pool's own names of the pair roles

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -348,11 +349,15 @@ def test_a_seeded_round_runs_and_the_report_pools_its_chains(tmp_path: Path, tin
     run = tmp_path / "run"
     round1 = "active_learning_math_margin_s*_r1"
     cfg = _config(run, tiny_models, "profile.active_learning.seeds=[1,2]", "profile.active_learning.strategies=[margin]",
-                  f"only=[setup,generate,'select/{round1}','train/{round1}','eval/{round1}',report]", "best_of_n=false")
+                  f"only=[setup,generate,'select/{round1}','train/{round1}','eval/{round1}',report]", "best_of_n=false",
+                  "profile.sizes.full=40", "profile.sizes.subsets=[40]")  # a pool sampled from the train split
     assert set(_statuses(reproduce(cfg)).values()) == {"done"}
-    picks = [json.loads((layout.al_state_dir(run, "math", "margin", 1, seed) / "al_state.json").read_text())
-             ["rounds"][0]["pair_ids"] for seed in (1, 2)]
+    states = [layout.al_state_dir(run, "math", "margin", 1, seed) for seed in (1, 2)]
+    picks = [json.loads((state / "al_state.json").read_text())["rounds"][0]["pair_ids"] for state in states]
     assert sorted(picks[0]) != sorted(picks[1])  # each chain's selection is seeded with its own seed
+    pools = [sorted(pair for split in ("selected", "rest") for pair in datasets.load_from_disk(str(state))[split]["pair_id"])
+             for state in states]
+    assert len(pools[0]) == 40 and pools[0] == pools[1]  # ...from R_truth's training sample, the same for every seed
     assert "AL margin (2 seeds)" in (run / "tables.md").read_text()
 
 

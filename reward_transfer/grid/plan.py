@@ -165,8 +165,10 @@ class _Planner:
             f"dataset.output_dataset_name_or_path={out}", f"dataset.pairs_to_select={al.pairs_per_round}",
             f"dataset.max_to_look_at={_null(al.max_to_look_at)}", f"selection.strategy={strategy}",
             f"selection.train_on={al.train_on}",
-            # The pool is the ground truth's training set (Table 1's full size), sampled as training samples it.
+            # The pool is the ground truth's training set (Table 1's full size), sampled as training samples it: with
+            # the profile's seed, whatever the chain's.
             *([f"dataset.pool_size={_null(self.profile.sizes.full)}"] if round_index == 1 else []),
+            *([f"dataset.pool_seed={self.profile.seed}"] if round_index == 1 and seed is not None else []),
             *self._common(seed), *self._extra("select"),
         ]
         name = f"select/{layout.active_learning_name(domain, strategy, round_index, seed)}"
