@@ -6,7 +6,7 @@ Both runs start from an empty run folder and execute every step as its command l
 takes as long as it took in the serial run (the planned schedule over the measured step times); the critical path's
 share is the part of the serial time no number of slots removes. The two runs must give the same results.
 
-    python benchmarks/bench_grid.py                     # the whole tiny grid (191 steps; ~35 min on 2 cores)
+    python benchmarks/bench_grid.py                     # the whole tiny grid, every step of `make demo` (long on 2 cores)
     python benchmarks/bench_grid.py --domains math      # one domain's grid (minutes)
 """
 

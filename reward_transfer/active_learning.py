@@ -192,7 +192,7 @@ def finished_round(cfg: DictConfig, source: str, target: str, round_number: int,
     """The rerun rule for a state: the summary of this very round when `target` already holds it (None: select).
 
     A target holding other rounds (e.g. rounds 1–2 when this selection makes round 1) or this round made with other
-    settings is refused in one line unless `overwrite=true`; reading and writing one directory (the seed's
+    settings is refused in one line unless `overwrite=true`; reading and writing one directory (the original code's
     layout) advances it by a round.
     """
     target_path = Path(target).expanduser()

@@ -44,7 +44,7 @@ def run_heading(results: RunResults, run: str | Path) -> str:
                      f"SFT models of the ground truth: {sft or MISSING}.")
         lines.append("")
     else:
-        lines += ["No record of what each result is (a folder made by hand with the seed's commands): results are "
+        lines += ["No record of what each result is (a folder made by hand with the original code's commands): results are "
                   "placed by their names.", ""]
     if grid.get("pipeline_check"):
         lines += ["> **Pipeline check, not a result.** Tiny offline models on the bundled sample data: these "

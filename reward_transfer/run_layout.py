@@ -12,7 +12,7 @@ naming convention lives in one place:
     <run>/active_learning/<domain>/state   the one state of the original code's commands (each round rewrites it)
     <run>/grid.json                        sizes of the run (full set, subsets, AL rounds), for the report
 
-Names follow the paper's config names (so a run made by hand with the seed's commands, in `outputs/`,
+Names follow the paper's config names (so a run made by hand with the original code's commands, in `outputs/`,
 reads the same way); sizes are written as the paper writes them (`2.5k`, `20k`; `0k` for untouched):
     <d>_scratch                     ground-truth RM: SFT model trained on the full set of d
     <d>_<size>                      general RM fine-tuned on <size> pairs of d (`<d>_0k`: untouched)

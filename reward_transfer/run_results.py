@@ -104,7 +104,7 @@ def load_run(run: str | Path) -> RunResults:
     """Collect the results of a run folder and what each one is.
 
     A folder written by reproduce.py or active_learning_loop.py says what each result is in grid.json; only a
-    folder made by hand with the seed's commands (no such record) is read by the naming convention. A result
+    folder made by hand with the original code's commands (no such record) is read by the naming convention. A result
     neither places is listed under "not placed", never dropped.
     """
     run = Path(run)

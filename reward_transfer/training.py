@@ -339,14 +339,14 @@ def train_reward_model(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.output_dir)
     ensure_writable(output_dir, "output_dir", parent=True)  # checkpoints live beside output_dir
     settings = to_plain(result_settings(cfg, RESUMABLE_KEYS))
+    if _is_finished(output_dir):
+        clear_stale_checkpoints(output_dir, "train_reward_model")
     if cfg.huggingface.push_only:
         if not _is_finished(output_dir):
             raise UserError(f"huggingface.push_only=true: {output_dir} holds no finished run to push")
         if PartialState().is_main_process:
             _push(cfg, output_dir)
         return _finished_summary(output_dir)
-    if _is_finished(output_dir):
-        clear_stale_checkpoints(output_dir, "train_reward_model")
     if is_complete("train_reward_model", output_dir, settings, cfg.overwrite, _is_finished(output_dir)):
         return _finished_summary(output_dir)
     checkpoints = checkpoint_dir(output_dir)

@@ -208,7 +208,7 @@ def test_round_one_pool_is_the_training_sample_of_the_same_size(tmp_path):
 
 
 def test_rerunning_round_one_on_a_state_holding_two_rounds_is_refused(tmp_path, capsys):
-    """The seed's layout reads and writes one state directory; round 1 again must not rewrite rounds 1–2."""
+    """The original code's layout reads and writes one state directory; round 1 again must not rewrite rounds 1–2."""
     data = write_pair_dataset(tmp_path / "pairs", train_problems=6, pairs_per_problem=4)
     state = tmp_path / "state"
     common = [f"dataset.output_dataset_name_or_path={state}", "dataset.pairs_to_select=4", "selection.strategy=random"]
