@@ -121,9 +121,13 @@ def sft_examples(cfg: DictConfig) -> tuple[Dataset, Dataset, dict]:
         usable.append((row, solutions))
     if len(usable) < 2:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.items()) or "no rows"
+        given = [s for s in cfg.dataset.exclude if not (Path(s).expanduser() / PARTITION).is_file()]
+        fix = (f"the given pair data ({', '.join(given)}) was not generated here, so no share was reserved: give SFT "
+               "other problems (dataset.datasets) or use published SFT models (reproduce.py: profile.sft.train=false)"
+               if given else "reserve a share of the domain's problems for SFT when generating the pairs "
+               "(dataset.sft_share; reproduce.py: profile.sft.share)")
         raise UserError(f"dataset.datasets: {len(usable)} problems with a reference solution left for SFT ({reasons}); "
-                        "reserve a share of the domain's problems for SFT when generating the pairs "
-                        "(dataset.sft_share; reproduce.py: profile.sft.share)")
+                        + fix)
     usable.sort(key=lambda item: stable_hash("sft", cfg.seed, item[0].problem_id))
     usable = usable[:cfg.dataset.num_problems] if cfg.dataset.num_problems else usable
     held = max(1, round(cfg.dataset.held_out * len(usable))) if cfg.dataset.held_out > 0 else 0

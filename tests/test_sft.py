@@ -2,6 +2,7 @@
 of a ground-truth RM that trains, evaluates and is reported; bad input is one line; a killed run resumes."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,6 +184,11 @@ def test_sft_of_code_finds_problems_only_when_generation_reserved_a_share(tiny_m
     whole = generate(tmp_path / "all")
     with pytest.raises(UserError, match=r"problems with a reference solution left for SFT.*dataset\.sft_share"):
         sft(whole, tmp_path / "sft_all")
+    published = tmp_path / "published"  # pair data given whole (paper_published), not generated here: no partition
+    shutil.copytree(whole, published)
+    (published / "problem_partition.json").unlink()
+    with pytest.raises(UserError, match=r"left for SFT.*was not generated here.*profile\.sft\.train=false"):
+        sft(published, tmp_path / "sft_published")
 
     shared = generate(tmp_path / "shared", "dataset.sft_share=0.3")
     partition = json.loads((shared / "problem_partition.json").read_text())
