@@ -50,7 +50,6 @@ from reward_transfer.training_runs import (
     deepspeed_settings,
     hardware_arguments,
     learning_warnings,
-    whole_run_loss,
 )
 
 log = logging.getLogger(__name__)
@@ -233,7 +232,7 @@ def train_sft_model(cfg: DictConfig) -> dict:
     trainer.restore_counters(resume)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    resumed = account_for_resume(trainer.state.log_history, resume)
+    resumed = account_for_resume(trainer, resume)
     before = next((e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == 0),
                   None)
     after = trainer.evaluate().get("eval_loss") if held_rows is not None else None
@@ -244,7 +243,7 @@ def train_sft_model(cfg: DictConfig) -> dict:
         "held_out_loss_before": None if before is None else round(before, 4),
         "held_out_loss_after": None if after is None else round(after, 4),
         "seconds": round(time.perf_counter() - started, 1),
-        "train_loss": None if (loss := whole_run_loss(trainer.state.log_history)) is None else round(loss, 4),
+        "train_loss": None if (loss := trainer.whole_run_train_loss()) is None else round(loss, 4),
         "num_tokens": int(trainer._total_train_tokens),
         **resumed,
         "deepspeed": deepspeed_settings(trainer),

@@ -50,7 +50,6 @@ from reward_transfer.training_runs import (
     deepspeed_settings,
     hardware_arguments,
     learning_warnings,
-    whole_run_loss,
 )
 from reward_transfer.training_schema import RESUMABLE_KEYS
 
@@ -272,7 +271,7 @@ def _finalize(trainer: Any, cfg: DictConfig, stats: PairStats, output_dir: Path,
                                                                                                1), 4),
         "tokens_per_second": round(session_tokens / max(seconds, 1e-9), 1),
         "pairs": stats.__dict__,
-        "train_loss": None if (loss := whole_run_loss(history)) is None else round(loss, 4),
+        "train_loss": None if (loss := trainer.whole_run_train_loss()) is None else round(loss, 4),
         "loss_terms": {"center_rewards_coefficient": cfg.train.center_rewards_coefficient,
                        "margin_scale": cfg.train.margin_scale},
         "deepspeed": deepspeed_settings(trainer),
@@ -391,7 +390,7 @@ def train_reward_model(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     memory_and_resume = {"memory_plan": memory, "tokens_before_resume": tokens_before_resume,
-                         **account_for_resume(trainer.state.log_history, resume)}
+                         **account_for_resume(trainer, resume)}
     summary = _finalize(trainer, cfg, stats, output_dir, checkpoints, head, time.perf_counter() - started,
                         memory_and_resume)
     if cfg.huggingface.push_to_hub and state.is_main_process:

@@ -159,6 +159,7 @@ class WholeRunCounters:
 
     real_tokens = 0
     padded_tokens = 0
+    loss_sum_before: float | None = 0.0  # the step losses summed before this session (None: not recorded)
 
     def count_tokens(self, inputs: dict) -> None:
         """Count a micro-batch's real and padded tokens (training steps only)."""
@@ -175,9 +176,21 @@ class WholeRunCounters:
         atomic_write_json(folder / COUNTERS.format(rank=self.args.process_index), self.run_counters())
         super()._save_checkpoint(model, trial)
 
-    def run_counters(self) -> dict[str, int]:
+    def run_counters(self) -> dict[str, Any]:
+        # The Trainer sums step losses as it logs (`_total_loss_scalar`) and holds those since the last log in
+        # `_tr_loss`: together, the session's summed step losses so far.
+        session = getattr(self, "_total_loss_scalar", 0.0) + float(getattr(self, "_tr_loss", 0.0))
         return {"num_tokens": int(getattr(self, "_total_train_tokens", 0)), "real_tokens": self.real_tokens,
-                "padded_tokens": self.padded_tokens}
+                "padded_tokens": self.padded_tokens,
+                "loss_sum": None if self.loss_sum_before is None else self.loss_sum_before + session}
+
+    def whole_run_train_loss(self) -> float | None:
+        """The mean step loss over the whole run (after `train()`), resumed or not: what the Trainer's `train_loss`
+        is for a run made in one session. A checkpoint that did not record its losses: estimated from the log."""
+        if self.loss_sum_before is None:
+            return whole_run_loss(self.state.log_history)
+        steps = self.state.global_step
+        return (self.loss_sum_before + self._total_loss_scalar) / steps if steps else None
 
     def restore_counters(self, checkpoint: Path | None) -> None:
         """Counters as `checkpoint` recorded them (nothing to do for a run started afresh)."""
@@ -185,15 +198,17 @@ class WholeRunCounters:
         if path is None or not path.is_file():
             if checkpoint is not None:
                 log.warning("%s holds no run counters: token counts will cover only the resumed part", checkpoint)
+                self.loss_sum_before = None
             return
         counters = json.loads(path.read_text())
+        self.loss_sum_before = counters.get("loss_sum")
         self._total_train_tokens = counters.get("num_tokens", 0)
         self.real_tokens, self.padded_tokens = counters.get("real_tokens", 0), counters.get("padded_tokens", 0)
 
 
 def whole_run_loss(log_history: list[dict]) -> float | None:
-    """The training loss averaged over every optimizer step of the run, resumed or not (the Trainer's final
-    `train_loss` averages only the steps of its own session): each logged loss weighted by the steps it covers."""
+    """An estimate of the training loss averaged over every optimizer step of the run, from the logged losses, each
+    weighted by the steps it covers (steps after the last log are not in it)."""
     weighted, steps, previous = 0.0, 0, 0
     for entry in log_history:
         if "loss" in entry and "step" in entry:
@@ -202,14 +217,15 @@ def whole_run_loss(log_history: list[dict]) -> float | None:
     return weighted / steps if steps else None
 
 
-def account_for_resume(log_history: list[dict], resumed_from: Path | None) -> dict[str, Any]:
-    """The final log entry's `train_loss` made whole-run (the session's kept as `train_loss_since_resume`), and what
-    the summary says about the resume."""
+def account_for_resume(trainer: WholeRunCounters, resumed_from: Path | None) -> dict[str, Any]:
+    """After `train()`: the final log entry's `train_loss` made whole-run (the session's kept as
+    `train_loss_since_resume`), and what the summary says about the resume."""
     if resumed_from is None:
         return {"resumed_from_step": None}
     step = int(resumed_from.name.split("-")[-1])
+    log_history = trainer.state.log_history
     final = next((entry for entry in reversed(log_history) if "train_loss" in entry), None)
-    whole = whole_run_loss(log_history)
+    whole = trainer.whole_run_train_loss()
     if final is not None and whole is not None:
         final["train_loss_since_resume"] = final["train_loss"]
         final["train_loss"] = whole

@@ -93,7 +93,8 @@ def test_a_resumed_training_counts_the_whole_run(tiny_models, tmp_path, monkeypa
     from trl import RewardTrainer
 
     data = write_pairs(tmp_path / "pairs", 24)
-    settings = ("train.save_steps=2", "train.max_steps=5", "train.logging_steps=1", "train.disable_dropout=true")
+    # A log every 3 steps: neither the checkpoint (step 2) nor the end (step 5) falls on one.
+    settings = ("train.save_steps=2", "train.max_steps=5", "train.logging_steps=3", "train.disable_dropout=true")
     whole = train_reward_model(compose_config("demo_math", tiny_run(tiny_models["rm"], data, tmp_path / "whole",
                                                                      *settings)))
     out = tmp_path / "resumed"
@@ -106,6 +107,7 @@ def test_a_resumed_training_counts_the_whole_run(tiny_models, tmp_path, monkeypa
     logs = [json.loads((path / "log_history.json").read_text()) for path in (tmp_path / "whole", out)]
     final = [next(e for e in reversed(log) if "train_loss" in e) for log in logs]
     assert final[1]["train_loss"] == pytest.approx(final[0]["train_loss"], abs=1e-4)
+    assert whole["train_loss"] == pytest.approx(final[0]["train_loss"], abs=1e-4)  # the Trainer's own, every step
     assert "train_loss_since_resume" in final[1]
     num_tokens = [[e["num_tokens"] for e in log if "num_tokens" in e] for log in logs]
     assert num_tokens[1][-1] == num_tokens[0][-1]
