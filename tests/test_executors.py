@@ -82,6 +82,15 @@ def test_ray_executor_gives_the_same_results_on_a_local_ray(tiny_models, referen
     assert _run_with(tmp_path / "run", tiny_models, "executor=ray", "executor.num_cpus=2") == reference
 
 
+def test_ray_gives_gpu_steps_the_gpus_named_in_executor_gpus(tiny_models, tmp_path):
+    """GPUs declared to a local Ray on a CPU machine: the scheduling runs for real; a GPU step gets GPU 5 (the one
+    named), not Ray's own numbering from 0, and runs as its command line; a CPU step asks for no GPU."""
+    outcomes = reproduce(_config(tmp_path / "run", tiny_models, "only=[setup,generate]", "executor=ray",
+                                 "executor.num_cpus=2", "executor.gpus=[5]"))
+    where = {outcome.step: outcome.where for outcome in outcomes}
+    assert where["generate/math"].endswith("GPU ['5']") and "GPU" not in where["setup/tiny_models"]
+
+
 def test_slurm_executor_gives_the_same_results_and_follows_instead_of_resubmitting(slurm_cluster, tiny_models,
                                                                                   reference, tmp_path):
     run, slurm = tmp_path / "run", ["executor=slurm", "executor.gpus_per_step=0", "executor.cpus_per_step=1",

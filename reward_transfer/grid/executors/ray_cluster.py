@@ -9,6 +9,7 @@ in the Ray worker itself, which stays warm between steps. A step whose input fai
 import os
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 from reward_transfer.errors import UserError
 from reward_transfer.grid.executors.base import BLOCKED, FAILED, Console, Executor, finish
@@ -59,9 +60,13 @@ class RayExecutor(Executor):
             return False
         local = self.config.address is None
         env = {"OMP_NUM_THREADS": str(self.profile.cpu_threads)} if self.profile.cpu_threads else {}
-        ray.init(address=self.config.address, num_cpus=self.config.num_cpus if local else None,
-                 num_gpus=len(self.config.gpus) if local else None, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": env} if env else None)
+        # Ray numbers a local node's GPUs by the CUDA_VISIBLE_DEVICES its raylet starts with (else 0, 1, …): so
+        # that executor.gpus=[2,3] gives steps GPUs 2 and 3, the raylet inherits them.
+        visible = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, self.config.gpus))} if local and self.config.gpus else {}
+        with patch.dict(os.environ, visible):  # set for ray.init only
+            ray.init(address=self.config.address, num_cpus=self.config.num_cpus if local else None,
+                     num_gpus=len(self.config.gpus) if local else None, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": env} if env else None)
         return True
 
     def run(self, steps: list[Step], graph: dict[str, Step], run: Path, overwrite: bool) -> list[StepOutcome]:
