@@ -5,6 +5,8 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from reward_transfer import run_layout as layout
 from reward_transfer.benchmark_report import NOTE as BENCHMARK_NOTE
 from reward_transfer.benchmark_report import PARTS_NOTE as BENCHMARK_PARTS_NOTE
@@ -34,7 +36,7 @@ from reward_transfer.run_results import (
     table1_sizes,
     transfer_name,
 )
-from reward_transfer.seed_pooling import sign_flip_p
+from reward_transfer.seed_pooling import two_level_difference_p
 
 # Best-of-n results.json: our column title → the keys the evaluation may use for it, first found wins.
 BEST_OF_N_COLUMNS = {
@@ -141,8 +143,6 @@ def transferability_interval(results: RunResults, truth: str | None, by_size: di
                              full: int | None, samples: int = 1000, seed: int = 0) -> str:
     """95% interval of S_T by a paired bootstrap over the shared evaluation pairs (each resample recomputes every
     accuracy of the row and R_truth on the same pairs); '' when per-pair scores are missing."""
-    import numpy as np
-
     sizes = [s for s, n in sorted(by_size.items()) if n is not None]
     if truth is None or full is None or not sizes:
         return ""
@@ -324,11 +324,19 @@ def mcnemar_p(first: list[bool], second: list[bool]) -> float:
     return min(1.0, 2 * tail)
 
 
-def paired_p(first: list[float], second: list[float]) -> float:
-    """McNemar's exact test for two models' right/wrong outcomes; the sign-flip test for shares of seeds."""
-    if all(v in (0, 1) for v in (*first, *second)):
-        return mcnemar_p([bool(v) for v in first], [bool(v) for v in second])
-    return sign_flip_p(first, second)
+def paired_p(results: RunResults, first: str, second: str, shared: list[str]) -> float:
+    """McNemar's exact test for two single models; for a strategy pooled over seeds, the two-level bootstrap test on
+    its chains' right/wrong outcomes (seeds and pairs resampled)."""
+    matrices = [_seed_matrix(results, name, shared) for name in (first, second)]
+    if all(len(matrix) == 1 for matrix in matrices):
+        return mcnemar_p(*(matrix[0].astype(bool).tolist() for matrix in matrices))
+    return two_level_difference_p(*matrices)
+
+
+def _seed_matrix(results: RunResults, name: str, shared: list[str]) -> np.ndarray:
+    """(seeds × pairs) right/wrong outcomes of a result on `shared`: its chains' when pooled over seeds."""
+    chains = results.accuracy[name].get("chains") or [name]
+    return np.array([[results.outcomes(chain)[pid] for pid in shared] for chain in chains], dtype=np.float64)
 
 
 def build_paired_tests(results: RunResults) -> Table:
@@ -357,11 +365,11 @@ def build_paired_tests(results: RunResults) -> Table:
         diff = (sum(a) - sum(b)) / len(shared)
         rows.append([TableCell(domain), TableCell(label), TableCell(str(len(shared))),
                      TableCell(f"{sum(a) / len(shared):.4f}"), TableCell(f"{sum(b) / len(shared):.4f}"),
-                     TableCell(f"{'+' if diff >= 0 else '−'}{abs(diff):.4f}"), TableCell(f"{paired_p(a, b):.3g}")])
+                     TableCell(f"{'+' if diff >= 0 else '−'}{abs(diff):.4f}"), TableCell(f"{paired_p(results, first, second, shared):.3g}")])
     note = ("Both models judged on the same evaluation pairs; p: two-sided exact McNemar test (a small p says the "
-            "difference is unlikely to be noise on these pairs); a strategy run with several seeds: a paired "
-            "sign-flip randomisation test on each pair's share of seeds that judged it right. Needs the evaluations' "
-            "scores.jsonl.")
+            "difference is unlikely to be noise on these pairs); a strategy run with several seeds: a bootstrap test "
+            "resampling the pairs and each strategy's seeds, so that it counts the spread over seeds. Needs the "
+            "evaluations' scores.jsonl.")
     return Table("Paired tests (beyond the paper)", ["domain", "comparison", "shared pairs", "A", "B", "A − B", "p"],
                  rows, note)
 
