@@ -8,8 +8,11 @@ largest micro-batch (fewer, larger kernels). The estimate is deliberately conser
 fixed headroom); the test suite checks its arithmetic, a GPU run (`make gpu-bench`) its peaks.
 """
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from reward_transfer.errors import UserError
 
 GIB = 1024**3
 HEADROOM = 0.85  # share of the GPU's memory the plan may fill (allocator fragmentation, CUDA context)
@@ -78,6 +81,22 @@ def lora_parameters(model: Any, rank: int, head: str) -> int:
 
     return sum(rank * (module.in_features + module.out_features) for name, module in model.named_modules()
                if isinstance(module, torch.nn.Linear) and name.split(".")[-1] != head)
+
+
+# Set by the local and Ray executors when steps_per_gpu > 1: the share of its GPU's memory a step may plan for.
+GPU_SHARE_ENV = "REWARD_TRANSFER_GPU_SHARE"
+
+
+def gpu_share() -> float:
+    """The share of this process's GPU memory it may use (1: the GPU is its own)."""
+    raw = os.environ.get(GPU_SHARE_ENV, "1")
+    try:
+        share = float(raw)
+    except ValueError:
+        share = 0.0
+    if not 0 < share <= 1:
+        raise UserError(f"{GPU_SHARE_ENV}={raw}: must be a share of the GPU in (0, 1]")
+    return share
 
 
 def plan_memory(shape: ModelShape, device_bytes: int, pairs_per_process: int, max_length: int,

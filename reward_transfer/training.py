@@ -23,7 +23,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_folder
-from reward_transfer.memory_plan import MemoryPlan, ModelShape, lora_parameters, plan_memory
+from reward_transfer.memory_plan import MemoryPlan, ModelShape, gpu_share, lora_parameters, plan_memory
 from reward_transfer.models import (
     REWARD_MODEL_INFO,
     load_reward_model,
@@ -203,8 +203,8 @@ def fit_to_memory(cfg: DictConfig, args: Any, model: torch.nn.Module, checkpoint
             p.numel() for p in base.parameters())
         shape = ModelShape.of(base, trainable, dtype_bytes=2 if args.bf16 else 4)
         pairs = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
-        plan = plan_memory(shape, torch.cuda.get_device_properties(args.device).total_memory, pairs,
-                           cfg.model.max_length)
+        device_bytes = int(torch.cuda.get_device_properties(args.device).total_memory * gpu_share())
+        plan = plan_memory(shape, device_bytes, pairs, cfg.model.max_length)
         if plan is None:
             log.warning("train.fit_to_memory: no micro-batch fits the estimate; keeping the configured sizes")
             return None

@@ -61,3 +61,29 @@ def test_a_cpu_run_keeps_the_configured_sizes(tiny_models, tmp_path):
     summary = train_reward_model(cfg)
     assert summary["memory_plan"] is None
     assert json.loads((out / "training_summary.json").read_text())["memory_plan"] is None
+
+
+def test_steps_sharing_a_gpu_are_told_their_share_and_plan_for_it(monkeypatch):
+    """executor.steps_per_gpu=2: each GPU step's launch carries its share, and the plan for half an H200 fits in
+    half (two trainings side by side planned for the whole GPU would run out of memory)."""
+    from reward_transfer.errors import UserError
+    from reward_transfer.grid.executors import get_executor
+    from reward_transfer.grid.profile import ExecutorConfig, ProfileConfig
+    from reward_transfer.grid.step import Step
+    from reward_transfer.memory_plan import GPU_SHARE_ENV, gpu_share
+
+    profile = ProfileConfig(name="t", domains=["math"])
+    local = get_executor(ExecutorConfig(name="local", gpus=[0], steps_per_gpu=2), profile)
+    ray = get_executor(ExecutorConfig(name="ray", gpus=[0], steps_per_gpu=2), profile)
+    train = Step("train/math_scratch", "truth", "train_reward_model", "math_scratch", [])
+    report = Step("report", "report", "report", None, [])
+    assert local.gpu_share_env() == {GPU_SHARE_ENV: "0.5"}
+    assert ray._launch(train).env[GPU_SHARE_ENV] == "0.5" and GPU_SHARE_ENV not in ray._launch(report).env
+    assert get_executor(ExecutorConfig(name="local", gpus=[0]), profile).gpu_share_env() == {}
+
+    monkeypatch.setenv(GPU_SHARE_ENV, "0.5")
+    half = plan_memory(INTERNLM2_7B, int(141 * GIB * gpu_share()), 32, 1024)
+    assert peak_bytes(INTERNLM2_7B, half.micro_batch, 1024, half.gradient_checkpointing) <= 0.85 * 70.5 * GIB
+    monkeypatch.setenv(GPU_SHARE_ENV, "2")
+    with pytest.raises(UserError, match=f"{GPU_SHARE_ENV}=2: must be a share of the GPU"):
+        gpu_share()

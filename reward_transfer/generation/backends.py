@@ -12,6 +12,7 @@ from typing import Protocol
 
 from reward_transfer.errors import UserError
 from reward_transfer.generation.problems import Problem, resolve_path
+from reward_transfer.memory_plan import gpu_share
 
 BACKENDS = ("vllm", "transformers", "openai", "replay")
 
@@ -151,7 +152,7 @@ class VLLMBackend:
             dtype=cfg.model.dtype,
             seed=cfg.seed,
             trust_remote_code=cfg.model.trust_remote_code,
-            gpu_memory_utilization=self.gen.gpu_memory_utilization,
+            gpu_memory_utilization=self.gen.gpu_memory_utilization * gpu_share(),  # its share when steps share the GPU
             max_model_len=self.gen.max_model_len,
         )
 

@@ -9,6 +9,7 @@ from reward_transfer.errors import UserError
 from reward_transfer.grid.profile import ExecutorConfig, ProfileConfig
 from reward_transfer.grid.running import Launch, StepOutcome
 from reward_transfer.grid.step import Step
+from reward_transfer.memory_plan import GPU_SHARE_ENV
 
 DONE, SKIPPED, FAILED, BLOCKED = "done", "skipped", "failed", "blocked"
 INTERRUPTED_EXIT = 130
@@ -62,6 +63,11 @@ class Executor(ABC):
         threads = {"OMP_NUM_THREADS": str(self.profile.cpu_threads)} if self.profile.cpu_threads else {}
         return Launch(in_process=False, python=self.profile.python, launcher=self.profile.launcher,
                       env={**threads, **(env or {})})
+
+    def gpu_share_env(self) -> dict[str, str]:
+        """What tells a GPU step its share of the GPU when `steps_per_gpu` steps share one (memory plan, vLLM)."""
+        per_gpu = self.config.steps_per_gpu
+        return {GPU_SHARE_ENV: f"{1 / per_gpu:.6g}"} if per_gpu > 1 else {}
 
     def slots(self) -> tuple[int | None, int]:
         """(steps at once on GPUs, or None: GPU steps share the other slots; steps at once without a GPU) for the dry

@@ -91,7 +91,7 @@ class LocalExecutor(Executor):
             may_start, gpu = self._placement(step, gpus, sum(g is None for _, g in running.values()))
             if may_start:
                 pending.remove(step)
-                env = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
+                env = {"CUDA_VISIBLE_DEVICES": str(gpu), **self.gpu_share_env()} if gpu is not None else {}
                 running[pool.submit(run_step, step, graph, run, self.launch(env), overwrite)] = (step, gpu)
 
     @staticmethod

@@ -49,8 +49,9 @@ class RayExecutor(Executor):
         return {"num_cpus": 1}
 
     def _launch(self, step: Step) -> Launch:
-        in_worker = not self.profile.launcher and "num_gpus" not in self._options(step)
-        return replace(self.launch(), in_process=in_worker)
+        on_gpu = "num_gpus" in self._options(step)
+        return replace(self.launch(self.gpu_share_env() if on_gpu else {}), in_process=not self.profile.launcher
+                       and not on_gpu)
 
     def _start(self) -> bool:
         """Join the cluster `address` names, or start a local Ray; True when this process started it."""
