@@ -18,7 +18,7 @@ NOTE = (
 
 PARTS_NOTE = ("The same evaluations per RewardBench v1 section (count-weighted subsets), RewardBench 2 subset and "
               "best-of-K subset, each with its 95% bootstrap interval over the pairs or prompts of that part (the Ties "
-              "subset's rule spans prompts: no interval).")
+              "subset: its prompts resampled, its rule recomputed).")
 # benchmark → (column prefix, where its parts are, the figure of a part)
 _PARTS = {"rewardbench": ("v1", "sections", None), "rewardbench2": ("v2", "subsets", None),
           "best_of_k": ("best-of-K", "subsets", "best_of_k")}

@@ -51,6 +51,7 @@ class Unit:
 
     subset: str
     value: float | None  # its score; None: scored by a rule over several units (the Ties subset)
+    group: tuple = ()  # a Ties unit: its prompt's (kind, scores, num_correct) entries, "ref" and "tied"
 
 
 def interval(units: list[Unit], statistic: Callable[[list[Unit]], float], samples: int, seed: int
@@ -83,7 +84,8 @@ def subset_intervals(units: list[Unit], samples: int, seed: int) -> dict[str, tu
 def _values_by_subset(units: list[Unit]) -> dict[str, list[float]]:
     values: dict[str, list[float]] = defaultdict(list)
     for unit in units:
-        values[unit.subset].append(unit.value)
+        if unit.value is not None:
+            values[unit.subset].append(unit.value)
     return values
 
 
@@ -172,27 +174,37 @@ def ties_score(prompts: list[tuple[str, Sequence[float], int]]) -> float:
 
 def rewardbench_v2(ids: Sequence[str], subsets: Sequence[str], scores: Sequence[Sequence[float]],
                    num_correct: Sequence[int], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
-    """RewardBench 2 from each prompt's completion scores (its correct ones first): subsets, the leaderboard score."""
-    units, ties = [], []
+    """RewardBench 2 from each prompt's completion scores (its correct ones first): subsets, the leaderboard score.
+    The Ties subset is resampled by prompt (its "ref" and "tied" entries together), its rule recomputed per draw."""
+    units, ties = [], defaultdict(list)
     for prompt_id, subset, row, correct in zip(ids, subsets, scores, num_correct, strict=True):
         if subset.lower() == RB2_TIES:
-            ties.append((str(prompt_id), row, correct))
+            kind, _, pid = str(prompt_id).partition(":")
+            ties[pid].append((kind, row, correct))
         else:
             units.append(Unit(subset, best_of_n_credit(row, [i < correct for i in range(len(row))])))
+    ties_units = [Unit("Ties", None, tuple(group)) for group in ties.values()]
 
     def statistic(resampled: list[Unit]) -> float:
         subset_scores = _mean_by_subset(resampled)
-        if ties:
-            subset_scores["Ties"] = ties_score(ties)
+        drawn_ties = [unit for unit in resampled if unit.group]
+        if drawn_ties:
+            subset_scores["Ties"] = _ties_of(drawn_ties)
         return float(np.mean(list(subset_scores.values())))
 
-    subset_scores = _mean_by_subset(units)
-    if ties:
-        subset_scores["Ties"] = ties_score(ties)
-    return {"score": round(statistic(units), 4), "score_interval": interval(units, statistic, samples, seed),
-            "subsets": {k: round(v, 4) for k, v in sorted(subset_scores.items())}, "prompts": len(units) + len(ties),
-            "subset_intervals": subset_intervals(units, samples, seed),  # the Ties subset has none: see the note
-            "note": "the Ties subset's score is held fixed in the interval (its rule spans prompts)" if ties else ""}
+    every = units + ties_units
+    subset_scores = _mean_by_subset(units) | ({"Ties": _ties_of(ties_units)} if ties_units else {})
+    intervals = subset_intervals(units, samples, seed) | (
+        {"Ties": interval(ties_units, _ties_of, samples, seed)} if ties_units else {})
+    return {"score": round(statistic(every), 4), "score_interval": interval(every, statistic, samples, seed),
+            "subsets": {k: round(v, 4) for k, v in sorted(subset_scores.items())},
+            "prompts": len(units) + sum(len(unit.group) for unit in ties_units), "subset_intervals": intervals}
+
+
+def _ties_of(units: list[Unit]) -> float:
+    """The Ties rule over drawn prompts; a prompt drawn twice counts twice (each draw its own id)."""
+    return ties_score([(f"{kind}:{draw}", row, correct) for draw, unit in enumerate(units)
+                       for kind, row, correct in unit.group])
 
 
 def _best_of_k_subsets(best: list[Unit], pairwise: list[Unit], samples: int, seed: int) -> dict[str, dict]:

@@ -56,6 +56,12 @@ def test_the_ties_subset_is_scored_by_its_own_rule():
     result = rewardbench_v2([p for p, _, _ in prompts], ["Ties"] * 4, [s for _, s, _ in prompts],
                             [c for _, _, c in prompts], samples=20)
     assert result["subsets"] == {"Ties": pytest.approx(round(expected, 4))}
+    # Resampled by prompt, reference and tied entries together: prompt 1 alone scores 0.3 + 0.3 + 0.2 + 0.2 + 0.01 ·
+    # tanh(2), prompt 2 alone 0.01 · tanh(-11); the interval spans what draws of the two prompts give, not a point.
+    alone = [ties_score(prompts[:2]), ties_score(prompts[2:])]
+    low, high = result["subset_intervals"]["Ties"]
+    assert alone[1] - 1e-4 <= low < expected < high <= alone[0] + 1e-4
+    assert result["score_interval"] == (low, high)  # the only subset: the leaderboard score is the Ties score
 
 
 def test_best_of_k_scores_the_top_response_and_every_correct_incorrect_pair():
