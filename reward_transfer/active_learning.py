@@ -22,14 +22,22 @@ from reward_transfer.data import PAIR_COLUMNS, as_pairs, load_table, require_col
 from reward_transfer.errors import UserError
 from reward_transfer.hub import push_dataset
 from reward_transfer.rerun import refuse_other_settings, result_settings, to_plain
-from reward_transfer.selection_schema import RESUMABLE_KEYS, STATE_INFO, SUMMARY_FILE, TRAIN_ON
+from reward_transfer.selection_schema import (
+    RESUMABLE_KEYS,
+    SELECTED_INFORMATION,
+    STATE_INFO,
+    SUMMARY_FILE,
+    TRAIN_ON,
+)
 from reward_transfer.selection_strategies import (
     FEATURE_DIM,
     NEEDS_FEATURES,
+    RECORDS_INFORMATION,
     SCORES_NOTHING,
     PoolView,
     StrategyOptions,
     get_strategy,
+    information_vectors,
 )
 from reward_transfer.storage import atomic_directory, ensure_writable, remove_stale_temporaries_of
 
@@ -43,6 +51,7 @@ class PoolState:
     selected: Dataset
     rest: Dataset
     info: dict[str, Any]
+    information: np.ndarray | None = None  # [len(selected), dim]: the record fisher keeps (None: not kept)
 
 
 def _rows(pairs: Dataset, indices) -> Dataset:
@@ -72,7 +81,11 @@ def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int 
         missing = {"selected", "rest"} - set(state)
         if missing:
             raise UserError(f"{source}: state without split(s) {', '.join(sorted(missing))}")
-        return PoolState(state["selected"], state["rest"], info)
+        record = Path(source).expanduser() / SELECTED_INFORMATION
+        information = np.load(record) if record.is_file() else None
+        if information is not None and len(information) != len(state["selected"]):
+            raise UserError(f"{record}: {len(information)} rows for {len(state['selected'])} selected pairs")
+        return PoolState(state["selected"], state["rest"], info, information)
     pool = as_pairs(load_table(source, "train"), source, columns)
     require_columns(pool, PAIR_COLUMNS, source)
     _check_domain(pool, domain, source)
@@ -87,7 +100,7 @@ def load_pool(source: str, domain: str, pool_size: int | None = None, seed: int 
         pool = sample_rows(pool, pool_size, seed, source=source)
     info = {"domain": domain, "pool_source": source, "pool_size": len(pool), "pool_sample": pool_size,
             "pool_seed": seed, "rounds": []}
-    return PoolState(_rows(pool, []), pool, info)
+    return PoolState(_rows(pool, []), pool, info, np.zeros((0, FEATURE_DIM)))
 
 
 def _check_request(cfg: DictConfig, pool: PoolState, source: str) -> None:
@@ -135,22 +148,25 @@ class Choice:
     scanned: np.ndarray
     margins: np.ndarray | None = None
     scoring: dict[str, Any] | None = None  # the length budget and the pairs it cut
+    information: np.ndarray | None = None  # the picks' information vectors, for a strategy that keeps them
 
 
-def choose(cfg: DictConfig, rest: Dataset, rng: np.random.Generator) -> Choice:
+def choose(cfg: DictConfig, pool: PoolState, rng: np.random.Generator) -> Choice:
     """Scan (a seeded share of) U, score it, and pick this round's pairs by the strategy."""
-    n, cap, name = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at, cfg.selection.strategy
+    n, cap, name, rest = cfg.dataset.pairs_to_select, cfg.dataset.max_to_look_at, cfg.selection.strategy, pool.rest
     strategy = get_strategy(name)
     options = StrategyOptions(cfg.selection.temperature, cfg.selection.ridge, cfg.selection.ensemble,
-                              cfg.selection.ucb_beta)
+                              cfg.selection.ucb_beta, cfg.selection.condition_on_selected)
     if name in SCORES_NOTHING:
         return Choice(strategy(PoolView(gaps=np.zeros(len(rest))), n, rng, options), np.arange(len(rest)))
     scanned = rng.permutation(len(rest))[:cap]
     view, scoring = _score_pool(cfg, _rows(rest, scanned), features=name in NEEDS_FEATURES)
+    view.selected_information = pool.information
     local = strategy(view, n, rng, options)
     if len(set(local.tolist())) != n:
         raise RuntimeError(f"selection strategy '{name}' picked {len(set(local.tolist()))} distinct pairs, not {n}")
-    return Choice(scanned[local], scanned, view.margins, scoring)
+    information = information_vectors(view)[local] if name in RECORDS_INFORMATION else None
+    return Choice(scanned[local], scanned, view.margins, scoring, information)
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
@@ -231,7 +247,7 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
     if done is not None:
         return done
     rng = np.random.default_rng([cfg.seed, round_number])
-    choice = choose(cfg, pool.rest, rng)
+    choice = choose(cfg, pool, rng)
     picked, margins, scanned = choice.picked, choice.margins, choice.scanned
 
     picked_set = set(picked.tolist())
@@ -260,8 +276,11 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
     info["rounds"] = [*pool.info["rounds"], {**summary, "pair_ids": list(chosen["pair_id"]), "settings": settings}]
     state = DatasetDict({"train": chosen if cfg.selection.train_on == "new" else selected,
                          "selected": selected, "rest": rest})
+    # Kept only while every selected pair has its row (a chain of one strategy that records them).
+    information = None if pool.information is None or choice.information is None else np.vstack(
+        [pool.information, choice.information])
     if process_state().is_main_process:
-        _write_state(state, info, summary, target)
+        _write_state(state, info, summary, target, information)
         if cfg.huggingface.push_to_hub:
             push_dataset(state, cfg.huggingface.repo_id, cfg.huggingface.private,
                          retry="push the state directory with `datasets.load_from_disk(...).push_to_hub`")
@@ -269,7 +288,8 @@ def select_pairs(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _write_state(state: DatasetDict, info: dict[str, Any], summary: dict[str, Any], target: str) -> None:
+def _write_state(state: DatasetDict, info: dict[str, Any], summary: dict[str, Any], target: str,
+                 information: np.ndarray | None) -> None:
     # Loaded splits may be memory-mapped from `target` itself: everything is written to a temporary directory
     # first, which then replaces `target` in one rename.
     with atomic_directory(Path(target).expanduser()) as tmp:
@@ -277,6 +297,8 @@ def _write_state(state: DatasetDict, info: dict[str, Any], summary: dict[str, An
         state.save_to_disk(str(tmp), num_shards={split: 1 for split, rows in state.items() if len(rows) == 0})
         (tmp / STATE_INFO).write_text(json.dumps(info, indent=2) + "\n")
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        if information is not None:
+            np.save(tmp / SELECTED_INFORMATION, information.astype(np.float32))
 
 
 def _summary_text(summary: dict[str, Any], target: str) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from reward_transfer.config import HubConfig, PathsConfig, ScoringModelConfig, register_schema
 
 STATE_INFO = "al_state.json"
+SELECTED_INFORMATION = "selected_information.npy"  # fisher: its picks' information vectors, in `selected` order
 SUMMARY_FILE = "selection_summary.json"
 TRAIN_ON = ("new", "all")
 
@@ -36,6 +37,7 @@ class SelectionConfig:
     ridge: float = 1.0  # fisher: weight of the prior λI in the information matrix
     ensemble: int = 8  # large_gap: ridge heads in the ensemble
     ucb_beta: float = 1.0  # large_gap: weight of the ensemble's spread in the upper confidence bound
+    condition_on_selected: bool = True  # fisher: start the design from the pairs already selected (the state's record)
     train_on: str = "new"  # new: train on this round's picks (the original code) | all: on every pair selected so far
 
 

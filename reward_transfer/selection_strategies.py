@@ -1,15 +1,17 @@
 """Active-learning selection strategies: one registry, name → function of the scanned pool → picks.
 
-Each strategy gets a `PoolView` of the pairs scanned this round — their signed score gaps (chosen − rejected) and,
-from the same scoring pass, each side's reward-head input projected to a few dimensions — the number to pick and
-a seeded generator, and returns distinct indices into the view. The paper's three:
+Each strategy gets a `PoolView` of the pairs scanned this round — their signed score gaps (chosen − rejected),
+from the same scoring pass each side's reward-head input projected to a few dimensions, and what is known of the
+pairs already selected — the number to pick and a seeded generator, and returns distinct indices into the view.
+The paper's three:
 - `margin`: sample with P ∝ exp(−|gap|/T) (Algorithm 1: uncertainty sampling, softmax over the pool);
 - `argmin`: the n smallest |gap| (eq. 3's deterministic minimum);
 - `random`: uniform (the baseline; scores nothing).
 Beyond the paper:
 - `fisher`: greedy D-optimal design (Shen, Sun and Ton, "Active Reward Modeling", ICML 2025): the pairs that most
   increase log det of the Bradley-Terry Fisher information Σ p(1−p) x xᵀ of a linear head on the features,
-  x the chosen-minus-rejected feature difference, p = σ(gap); rank-one updates, O(pool × dim) per pick;
+  x the chosen-minus-rejected feature difference, p = σ(gap); rank-one updates, O(pool × dim) per pick; the
+  design starts from the information of the pairs already selected (as recorded when each was picked);
 - `diversity`: uncertainty plus coverage of the prompt feature space (after BAL-PM, NeurIPS 2024): an
   uncertainty-weighted k-center, each pick the largest (uncertainty + 0.1) × distance to the nearest pick so far;
 - `large_gap`: the largest upper confidence bound of the predicted |gap| (after ActiveUltraFeedback's DeltaUCB):
@@ -36,6 +38,9 @@ class PoolView:
     rejected_features: np.ndarray | None = None
     chosen_scores: np.ndarray | None = None
     rejected_scores: np.ndarray | None = None
+    # [pairs already selected, dim] their `information_vectors`, recorded in the state as each was picked (None: not
+    # recorded, e.g. picked by a strategy that scores no features)
+    selected_information: np.ndarray | None = None
 
     @property
     def margins(self) -> np.ndarray:
@@ -48,6 +53,7 @@ class StrategyOptions:
     ridge: float = 1.0  # fisher: the prior's weight (λI)
     ensemble: int = 8  # large_gap: heads in the ensemble
     ucb_beta: float = 1.0  # large_gap: weight of the ensemble's spread
+    condition_on_selected: bool = True  # fisher: start the design from the pairs already selected
 
 
 Strategy = Callable[[PoolView, int, np.random.Generator, StrategyOptions], np.ndarray]
@@ -75,12 +81,20 @@ def select_random(pool_size: int, n: int, rng: np.random.Generator) -> np.ndarra
     return rng.choice(pool_size, size=n, replace=False)
 
 
-def fisher_design(view: PoolView, n: int, ridge: float = 1.0) -> np.ndarray:
-    """Greedy D-optimal picks: each maximises log(1 + xᵀA⁻¹x) for the Fisher-weighted difference x, A = λI + Σ xxᵀ
-    of the picks so far (Sherman-Morrison keeps every candidate's xᵀA⁻¹x current)."""
+def information_vectors(view: PoolView) -> np.ndarray:
+    """[pairs, dim] each pair's Fisher-weighted feature difference √(p(1−p))·(chosen − rejected), p = σ(gap)."""
     p = 1 / (1 + np.exp(-view.gaps.astype(np.float64)))
-    x = (view.chosen_features - view.rejected_features).astype(np.float64) * np.sqrt(p * (1 - p))[:, None]
-    inverse = np.eye(x.shape[1]) / ridge
+    return (view.chosen_features - view.rejected_features).astype(np.float64) * np.sqrt(p * (1 - p))[:, None]
+
+
+def fisher_design(view: PoolView, n: int, ridge: float = 1.0, condition_on_selected: bool = True) -> np.ndarray:
+    """Greedy D-optimal picks: each maximises log(1 + xᵀA⁻¹x) for the Fisher-weighted difference x, A = λI + Σ xxᵀ
+    of the pairs already selected (when recorded and asked for) and the picks so far (Sherman-Morrison keeps every
+    candidate's xᵀA⁻¹x current)."""
+    x = information_vectors(view)
+    known = view.selected_information if condition_on_selected else None
+    information = ridge * np.eye(x.shape[1]) + (known.T @ known if known is not None and len(known) else 0)
+    inverse = np.linalg.inv(information)
     quadratic = np.einsum("ij,jk,ik->i", x, inverse, x)
     picked, available = [], np.ones(len(x), dtype=bool)
     for _ in range(n):
@@ -96,8 +110,7 @@ def fisher_design(view: PoolView, n: int, ridge: float = 1.0) -> np.ndarray:
 
 def log_det_information(view: PoolView, picks: np.ndarray, ridge: float = 1.0) -> float:
     """log det(λI + Σ_picks p(1−p) x xᵀ): what `fisher` maximises greedily."""
-    p = 1 / (1 + np.exp(-view.gaps[picks].astype(np.float64)))
-    x = (view.chosen_features[picks] - view.rejected_features[picks]).astype(np.float64) * np.sqrt(p * (1 - p))[:, None]
+    x = information_vectors(view)[picks]
     return float(np.linalg.slogdet(ridge * np.eye(x.shape[1]) + x.T @ x)[1])
 
 
@@ -150,12 +163,13 @@ STRATEGIES: dict[str, Strategy] = {
     "margin": lambda view, n, rng, opt: select_by_margin(view.margins, n, opt.temperature, rng),
     "argmin": lambda view, n, rng, opt: select_argmin(view.margins, n),
     "random": lambda view, n, rng, opt: select_random(len(view.gaps), n, rng),
-    "fisher": lambda view, n, rng, opt: fisher_design(view, n, opt.ridge),
+    "fisher": lambda view, n, rng, opt: fisher_design(view, n, opt.ridge, opt.condition_on_selected),
     "diversity": lambda view, n, rng, opt: diversity_design(view, n),
     "large_gap": lambda view, n, rng, opt: large_gap_design(view, n, rng, opt.ensemble, opt.ucb_beta),
 }
 SCORES_NOTHING = {"random"}
 NEEDS_FEATURES = {"fisher", "diversity", "large_gap"}
+RECORDS_INFORMATION = {"fisher"}  # its picks' information_vectors are kept in the state for the next rounds
 
 
 def get_strategy(name: str) -> Strategy:

@@ -67,12 +67,14 @@ def selection_config(model, source, target, *extra):
         "dataset.batch_size=4", *extra])
 
 
-def test_three_rounds_conserve_the_pool_and_keep_unscanned_pairs(tiny_models, tmp_path):
+@pytest.mark.parametrize("strategies", [("margin", "argmin", "random"), ("fisher",) * 3, ("diversity",) * 3,
+                                        ("large_gap",) * 3])
+def test_three_rounds_conserve_the_pool_and_keep_unscanned_pairs(tiny_models, tmp_path, strategies):
     data = write_pair_dataset(tmp_path / "pref-data-math", train_problems=10, pairs_per_problem=4)
     pool_ids = set(datasets.load_from_disk(str(data))["train"]["pair_id"])
     state_dir = tmp_path / "state"
     chosen_so_far: list[str] = []
-    for round_number, strategy in enumerate(("margin", "argmin", "random"), start=1):
+    for round_number, strategy in enumerate(strategies, start=1):
         source = data if round_number == 1 else state_dir
         select_pairs(selection_config(tiny_models["rm"], source, state_dir, f"selection.strategy={strategy}"))
         state = datasets.load_from_disk(str(state_dir))
@@ -86,8 +88,11 @@ def test_three_rounds_conserve_the_pool_and_keep_unscanned_pairs(tiny_models, tm
         info = json.loads((state_dir / "al_state.json").read_text())
         assert info["domain"] == "math" and len(info["rounds"]) == round_number
         assert info["rounds"][-1]["pair_ids"] == train
+        record = state_dir / "selected_information.npy"  # fisher's record of what it selected, row per pair
+        assert (np.load(record).shape == (len(selected), 64)) if strategy == "fisher" else not record.exists()
     summary = json.loads((state_dir / "selection_summary.json").read_text())
-    assert summary["strategy"] == "random" and summary["pair_kinds"]["selected"] == {"correct_vs_incorrect": 1.0}
+    assert summary["strategy"] == strategies[-1]
+    assert summary["pair_kinds"]["selected"] == {"correct_vs_incorrect": 1.0}
     assert sum(info["rounds"][0]["margin"]["scanned"]["counts"]) == 15
 
 

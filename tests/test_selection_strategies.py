@@ -50,6 +50,19 @@ def test_fisher_picks_carry_more_information_than_random_or_smallest_margin_pick
     assert fisher > log_det_information(view, get_strategy("argmin")(view, 20, None, options))
 
 
+def test_fisher_conditioned_on_the_pairs_already_selected_looks_where_they_did_not():
+    """Pairs along e1 carry more information alone, but the selected set already covers e1: conditioned on it,
+    fisher's first picks go along e2; unconditioned (or with nothing selected), along e1."""
+    features = np.vstack([np.outer(np.full(20, 3.0), np.eye(4)[0]), np.outer(np.full(20, 1.0), np.eye(4)[1])])
+    view = PoolView(gaps=np.zeros(40), chosen_features=features, rejected_features=np.zeros_like(features))
+    view.selected_information = np.outer(np.full(50, 1.5), np.eye(4)[0])  # 50 pairs along e1 already
+    along = [lambda picks: (features[picks, 1] > 0).all(), lambda picks: (features[picks, 0] > 0).all()]
+    assert along[0](get_strategy("fisher")(view, 3, None, StrategyOptions()))
+    assert along[1](get_strategy("fisher")(view, 3, None, StrategyOptions(condition_on_selected=False)))
+    view.selected_information = np.zeros((0, 4))
+    assert along[1](get_strategy("fisher")(view, 3, None, StrategyOptions()))
+
+
 def test_diversity_spreads_its_picks_where_uncertainty_alone_piles_them_up():
     """The smallest margins all sit in one prompt cluster: argmin takes only that cluster, diversity reaches others."""
     rng = np.random.default_rng(1)
