@@ -136,7 +136,9 @@ def _score_pool(cfg: DictConfig, pairs: Dataset, features: bool) -> tuple[PoolVi
                                     feature_dim=FEATURE_DIM if features else None)
     chosen, rejected = np.asarray(scored.chosen), np.asarray(scored.rejected)
     view = PoolView(gaps=chosen - rejected, chosen_features=scored.chosen_features,
-                    rejected_features=scored.rejected_features, chosen_scores=chosen, rejected_scores=rejected)
+                    rejected_features=scored.rejected_features, chosen_scores=chosen, rejected_scores=rejected,
+                    prompt_ids=np.asarray([p if isinstance(p, str) else json.dumps(p, sort_keys=True)
+                                           for p in pairs["problem"]]))
     return view, scored.cut_summary()
 
 

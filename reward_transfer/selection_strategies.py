@@ -13,7 +13,8 @@ Beyond the paper:
   x the chosen-minus-rejected feature difference, p = σ(gap); rank-one updates, O(pool × dim) per pick; the
   design starts from the information of the pairs already selected (as recorded when each was picked);
 - `diversity`: uncertainty plus coverage of the prompt feature space (after BAL-PM, NeurIPS 2024): an
-  uncertainty-weighted k-center, each pick the largest (uncertainty + 0.1) × distance to the nearest pick so far;
+  uncertainty-weighted k-center, each pick the largest (uncertainty + 0.1) × distance to the nearest pick so far,
+  a prompt's point the mean feature of every answer to it in the scan (pairs of one prompt share one point);
 - `large_gap`: the largest upper confidence bound of the predicted |gap| (after ActiveUltraFeedback's DeltaUCB):
   an ensemble of ridge heads fitted on bootstrap resamples of the pool's own scores over the shared features
   gives each pair a mean and a spread; UCB = |mean| + β·spread.
@@ -38,6 +39,7 @@ class PoolView:
     rejected_features: np.ndarray | None = None
     chosen_scores: np.ndarray | None = None
     rejected_scores: np.ndarray | None = None
+    prompt_ids: np.ndarray | None = None  # [pairs] which prompt each pair answers (pairs of one prompt share it)
     # [pairs already selected, dim] their `information_vectors`, recorded in the state as each was picked (None: not
     # recorded, e.g. picked by a strategy that scores no features)
     selected_information: np.ndarray | None = None
@@ -119,11 +121,23 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
+def prompt_points(view: PoolView) -> np.ndarray:
+    """[pairs, dim] each pair's prompt as the model sees it: the mean feature of every answer to that prompt in the
+    view (each pair alone when prompts are not known)."""
+    sides = ((view.chosen_features + view.rejected_features) / 2).astype(np.float64)
+    if view.prompt_ids is None:
+        return sides
+    _, prompt_of = np.unique(view.prompt_ids, return_inverse=True)
+    sums = np.zeros((prompt_of.max() + 1, sides.shape[1]))
+    np.add.at(sums, prompt_of, sides)
+    return (sums / np.bincount(prompt_of)[:, None])[prompt_of]
+
+
 def diversity_design(view: PoolView, n: int, floor: float = 0.1) -> np.ndarray:
-    """Uncertainty-weighted k-center over prompt features (the mean of the two sides' features: what the pair's
-    context looks like to the model): the first pick is the most uncertain pair, each next one maximises
-    (uncertainty + floor) × distance to the nearest pick so far; uncertainty is 1 − the margin scaled to [0, 1]."""
-    prompts = ((view.chosen_features + view.rejected_features) / 2).astype(np.float64)
+    """Uncertainty-weighted k-center over prompt points (`prompt_points`): the first pick is the most uncertain pair,
+    each next one maximises (uncertainty + floor) × distance to the nearest pick so far, so another pair of a prompt
+    already picked (distance 0) waits until every prompt is covered; uncertainty is 1 − the margin scaled to [0, 1]."""
+    prompts = prompt_points(view)
     uncertainty = 1 - _unit(view.margins.astype(np.float64))
     nearest = np.full(len(prompts), np.inf)
     picked, available = [], np.ones(len(prompts), dtype=bool)

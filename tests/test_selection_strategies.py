@@ -75,6 +75,19 @@ def test_diversity_spreads_its_picks_where_uncertainty_alone_piles_them_up():
     assert set(cluster[get_strategy("diversity")(view, 8, None, StrategyOptions())].tolist()) == {0, 1, 2, 3}
 
 
+def test_diversity_covers_prompts_not_answers():
+    """Answers to one prompt spread far apart (the most uncertain prompt's too): pairs are placed by their prompt, so
+    the picks cover four prompts before any takes a second pair of one."""
+    rng = np.random.default_rng(4)
+    prompt = np.repeat(np.arange(4), 10)
+    answers = np.eye(8)[:4][prompt] + rng.normal(scale=5.0, size=(40, 8))  # answers vary more than prompts do
+    gaps = np.where(prompt == 0, 0.01, 1.0) + rng.uniform(0, 0.01, size=40)
+    view = PoolView(gaps=gaps, chosen_features=answers, rejected_features=answers + 0.1)
+    assert len(set(prompt[get_strategy("diversity")(view, 4, None, StrategyOptions())].tolist())) < 4  # by answers
+    view.prompt_ids = np.asarray([f"problem {p}" for p in prompt])
+    assert sorted(prompt[get_strategy("diversity")(view, 4, None, StrategyOptions())].tolist()) == [0, 1, 2, 3]
+
+
 def test_large_gap_ranks_by_an_upper_bound_on_the_predicted_gap():
     view = pool(seed=2)
     predictions = gap_ensemble(view, 8, np.random.default_rng(0))
