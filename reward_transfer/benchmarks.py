@@ -25,6 +25,13 @@ from functools import partial
 
 import numpy as np
 
+# Each benchmark (eval.py mode=<name>) → where it is published: what `profile.benchmarks=[<name>]` evaluates.
+PUBLISHED = {
+    "rewardbench": {"name_or_path": "allenai/reward-bench", "split": "filtered"},
+    "rewardbench2": {"name_or_path": "allenai/reward-bench-2", "split": "test"},
+    "best_of_k": {"name_or_path": "lmarena-ai/PPE-MATH-Best-of-K", "split": "train"},
+}
+
 # rewardbench/constants.py: EXAMPLE_COUNTS and SUBSET_MAPPING.
 RB1_EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,

@@ -227,13 +227,14 @@ def test_the_paper_dry_run_lists_and_prices_every_strategy_seed_benchmark_and_ba
     strategies = ["margin", "random", "fisher", "diversity", "large_gap"]
     script = _dry_run(tmp_path, "profile=paper", "profile.domains=[math]", "profile.active_learning.seeds=[1,2]",
                       f"profile.active_learning.strategies=[{','.join(strategies)}]",
-                      "+profile.benchmarks.rewardbench2={name_or_path: allenai/reward-bench-2, split: test}")
+                      "profile.benchmarks=[rewardbench2]")
     selects = [line for line in script.splitlines() if "active_data_selection.py" in line]
     assert len(selects) == len(strategies) * 2 * 3  # × seeds × rounds
     for strategy in strategies:
         for seed in (1, 2):
             assert any(f"selection.strategy={strategy} " in line and f" seed={seed} " in f"{line} " for line in selects)
     assert "interpolate_reward_model.py" in script and "mode=rewardbench2" in script
+    assert "{name_or_path:allenai/reward-bench-2,split:test}" in script  # a bare name: its published dataset
     cost = json.loads((tmp_path / "cost.json").read_text())
     assert {"active_learning", "baselines", "benchmarks"} <= set(cost["by_kind"])
     assert all(cost["by_kind"][kind]["gpu_hours"] > 0 for kind in ("active_learning", "baselines", "benchmarks"))
@@ -338,6 +339,9 @@ def test_active_learning_seeds_repeat_each_strategy_chain_with_its_own_seed(tmp_
 @pytest.mark.parametrize(("override", "message"), [
     ("profile.active_learning.strategies=[margin,fishr]", "unknown strategy 'fishr'; known: margin, argmin, random"),
     ("profile.baselines=[merge_sf]", "unknown baseline 'merge_sf'; known: merge_sft"),
+    ("profile.benchmarks=[rewardbench3]", "unknown benchmark 'rewardbench3'; known: rewardbench, rewardbench2"),
+    ("profile.benchmarks=[rewardbench2,rewardbench2]", "'rewardbench2' is given twice"),
+    ("profile.benchmarks=[{name_or_path: x}]", r"must be a name \(rewardbench, rewardbench2, best_of_k\) or"),
 ])
 def test_a_misspelt_name_is_refused_when_planning_not_hours_into_the_grid(tmp_path: Path, tiny_models, override,
                                                                           message) -> None:

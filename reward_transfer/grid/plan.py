@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reward_transfer import run_layout as layout
+from reward_transfer.benchmarks import PUBLISHED
 from reward_transfer.errors import UserError
 from reward_transfer.grid.profile import ProfileConfig
 from reward_transfer.grid.step import Step
@@ -19,7 +20,7 @@ from reward_transfer.selection_strategies import STRATEGIES
 
 TRAIN_ON = ("new", "all")
 BASELINES = ("merge_sft",)
-BENCHMARKS = ("rewardbench", "rewardbench2", "best_of_k")
+BENCHMARKS = tuple(PUBLISHED)
 
 
 @dataclass
@@ -253,9 +254,7 @@ class _Planner:
                        for d in domains]
         models += [(name, None, [f"train/{name}"]) for name in finals.values()]
         models += [(name, None, [f"baseline/{name}"]) for name in baselines]
-        for benchmark, spec in self.profile.benchmarks.items():
-            if not isinstance(spec, dict) or "name_or_path" not in spec:
-                raise UserError(f"profile.benchmarks.{benchmark}: give {{name_or_path: <dataset or file>, split: …}}")
+        for benchmark, spec in benchmark_sources(self.profile.benchmarks).items():
             for name, path, needs in models:
                 result = layout.benchmark_name(name, benchmark)
                 out = layout.eval_dir(self.run, result)
@@ -283,7 +282,8 @@ class _Planner:
             raise UserError(f"profile.pair_data: {', '.join(sorted(unknown))} not in profile.domains "
                             f"({', '.join(domains)})")
         for key, kind, given, known in (("baselines", "baseline", profile.baselines, BASELINES),
-                                        ("benchmarks", "benchmark", list(profile.benchmarks), BENCHMARKS),
+                                        ("benchmarks", "benchmark", list(benchmark_sources(profile.benchmarks)),
+                                         BENCHMARKS),
                                         ("active_learning.strategies", "strategy", profile.active_learning.strategies,
                                          STRATEGIES)):
             unknown = [name for name in given if name not in known]
@@ -357,6 +357,21 @@ class _Planner:
             names += [name for (target, _), name in finals.items() if target == domain]
             for name in names:
                 self.best_of_n(name, domain, str(layout.model_dir(self.run, name)), [f"train/{name}"])
+
+
+def benchmark_sources(given: list[Any]) -> dict[str, dict[str, Any]]:
+    """`profile.benchmarks` as name → {name_or_path, split}: a bare name is its published dataset."""
+    sources: dict[str, dict[str, Any]] = {}
+    for entry in given:
+        spec = dict(PUBLISHED.get(entry, {})) if isinstance(entry, str) else dict(entry)
+        name = entry if isinstance(entry, str) else spec.pop("name", None)
+        if not isinstance(entry, str) and (name is None or "name_or_path" not in spec):
+            raise UserError(f"profile.benchmarks: {entry} must be a name ({', '.join(PUBLISHED)}) or "
+                            "{name: …, name_or_path: <dataset or file>, split: …}")
+        if name in sources:
+            raise UserError(f"profile.benchmarks: '{name}' is given twice")
+        sources[name] = spec
+    return sources
 
 
 def plan_grid(profile: ProfileConfig, run: str | Path, best_of_n: bool = True, paper: bool = False) -> Plan:

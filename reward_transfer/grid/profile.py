@@ -58,10 +58,11 @@ class ProfileConfig:
     sft: SftProfile = field(default_factory=SftProfile)
     sizes: SizesProfile = field(default_factory=SizesProfile)
     active_learning: ActiveLearningProfile = field(default_factory=ActiveLearningProfile)
-    # Beyond the paper. benchmarks: name (rewardbench | rewardbench2 | best_of_k) → {name_or_path, split}, evaluated
-    # with every final model (eval.py mode=<name>). baselines: merge_sft = the general RM's backbone interpolated
-    # toward each domain's SFT model (interpolate_reward_model.py; λ: overrides.merge_sft=[weight=…]), no pairs.
-    benchmarks: dict[str, Any] = field(default_factory=dict)  # (Any: a Hydra override may add one as a plain dict)
+    # Beyond the paper. benchmarks: each a name (rewardbench | rewardbench2 | best_of_k: its published dataset) or
+    # {name, name_or_path, split} (another copy), evaluated with every final model (eval.py mode=<name>).
+    # baselines: merge_sft = the general RM's backbone interpolated toward each domain's SFT model
+    # (interpolate_reward_model.py; λ: overrides.merge_sft=[weight=…]), no pairs.
+    benchmarks: list[Any] = field(default_factory=list)
     baselines: list[str] = field(default_factory=list)
     # Domain → an existing pair dataset (Hub name or directory with train/eval splits, e.g. the published
     # eth-dl-rewards/pref-data-math) used instead of generating one: no generate step, no best-of-n (no candidates).
