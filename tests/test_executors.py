@@ -2,6 +2,7 @@
 here) and Slurm (the single-node cluster of conftest), failures that stop only what depends on them, resumable
 submission, one reproduce.py per run folder, Ctrl-C, and the dry run's schedule."""
 
+import hashlib
 import json
 import os
 import signal
@@ -25,9 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 SMALL = ["profile.domains=[math]", "profile.sizes.full=40", "profile.sizes.subsets=[40]",
          "profile.active_learning.rounds=1", "profile.active_learning.strategies=[margin]",
          "profile.active_learning.random_subsets=false"]
-# One step of every kind: tiny models, generation, SFT, selection, training, evaluation, merging, best-of-n, report.
+# One step of every kind: tiny models, generation, SFT, selection, training, evaluation, merging, best-of-n, the
+# DogeRM baseline, a benchmark, report.
 EVERY_KIND = ("only=[setup,generate,sft,select/*,train/active_learning*,eval/active_learning*,"
-              "merge/active_learning*,best_of_n/math_0k,report]")
+              "merge/active_learning*,best_of_n/math_0k,baseline/*,benchmark/general_rewardbench2,report]")
 ROUND = layout.active_learning_name("math", "margin", 1)
 
 
@@ -46,9 +48,12 @@ def results(run: Path) -> dict:
     best = json.loads((layout.eval_dir(run, "math_0k_best_of_n") / "results.json").read_text())
     state = json.loads((layout.al_state_dir(run, "math", "margin", 1) / "al_state.json").read_text())
     sft = json.loads((layout.model_dir(run, "sft_math") / "training_summary.json").read_text())
+    benchmark = json.loads((layout.eval_dir(run, "general_rewardbench2") / "results.json").read_text())
+    baseline = hashlib.sha256((layout.model_dir(run, "math_merge_sft") / "model.safetensors").read_bytes())
     return {"accuracy": evaluation["accuracy"], "margin": round(evaluation["mean_margin"], 6),
             "picks": state["rounds"][0]["pair_ids"], "best_of_n": best["accuracy"],
-            "sft_loss": sft["held_out_loss_after"]}
+            "sft_loss": sft["held_out_loss_after"], "benchmark": benchmark["score"],
+            "baseline_weights": baseline.hexdigest()}
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +71,10 @@ def _run_with(run: Path, tiny_models, *overrides: str) -> dict:
 
 
 def test_local_executor_runs_steps_side_by_side_with_the_same_results(tiny_models, reference, tmp_path):
-    """Once generated, the data is read by a selection, an evaluation and best-of-n side by side."""
+    """Every kind of step as its command line, two at a time as their inputs allow (once generated, the data is
+    read by SFT, a selection, best-of-n and the benchmark side by side): the in-process results."""
     run = tmp_path / "run"
-    outcomes = reproduce(_config(run, tiny_models, "only=[setup,generate,select/*,best_of_n/math_0k]", "executor=local",
-                                 "executor.max_parallel=2"))
-    assert {o.status for o in outcomes} == {"done"}
-    state = json.loads((layout.al_state_dir(run, "math", "margin", 1) / "al_state.json").read_text())
-    best = json.loads((layout.eval_dir(run, "math_0k_best_of_n") / "results.json").read_text())
-    assert (state["rounds"][0]["pair_ids"], best["accuracy"]) == (reference["picks"], reference["best_of_n"])
+    assert _run_with(run, tiny_models, "executor=local", "executor.max_parallel=2") == reference
     lines = (run / "last_run.json").read_text()
     assert '"where": ""' in lines  # no GPUs given: every step on the CPU slots
 
@@ -98,7 +99,7 @@ def test_slurm_executor_gives_the_same_results_and_follows_instead_of_resubmitti
     # Submitted and left (as if reproduce.py were killed after submitting): the jobs go on in Slurm.
     assert reproduce(_config(run, tiny_models, EVERY_KIND, *slurm, "executor.wait=false")) == []
     submitted = json.loads((run / ".grid" / "slurm_jobs.json").read_text())
-    assert len(submitted) == 9
+    assert len(submitted) == 11
     # Another executor refuses while they run, naming them.
     with pytest.raises(UserError, match=r"Slurm jobs still queued or running \("):
         reproduce(_config(run, tiny_models, EVERY_KIND, "executor=local"))
