@@ -38,7 +38,9 @@ def run_grid(run: Path, overrides: list[str]) -> float:
 
 
 def accuracies(run: Path) -> dict[str, float]:
-    return {path.parent.name: json.loads(path.read_text())["accuracy"] for path in sorted(run.glob("eval/*/results.json"))}
+    """Each evaluation's headline figure: its accuracy, or a benchmark's score."""
+    results = {path.parent.name: json.loads(path.read_text()) for path in sorted(run.glob("eval/*/results.json"))}
+    return {name: data.get("accuracy", data.get("score")) for name, data in results.items()}
 
 
 def main() -> None:
