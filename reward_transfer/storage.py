@@ -47,17 +47,17 @@ def _temporary_affixes(path: Path, kind: str = "tmp") -> tuple[str, str]:
     return f".{path.name}.{kind}-{os.getpid()}-", f"@{_HOST}"
 
 
-def _owner_is_gone(pid: int, host: str) -> bool:
-    """True unless the process is alive on this host; one writer per output makes another host's a dead one's."""
+def writer_is_alive(pid: int, host: str) -> bool | None:
+    """Whether the writing process `pid` of `host` still runs; None for another host's (this one cannot tell)."""
     if host != _HOST:
-        return True
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_stale_temporaries(directory: str | os.PathLike, name: str | None = None) -> int:
@@ -71,7 +71,8 @@ def remove_stale_temporaries(directory: str | os.PathLike, name: str | None = No
         match = _TEMPORARY.fullmatch(entry.name)
         if match is None or (name is not None and match["name"] != name):
             continue
-        if _owner_is_gone(int(match["pid"]), match["host"]):
+        # One writer per output: another host's temporary of it is a dead writer's too.
+        if not writer_is_alive(int(match["pid"]), match["host"]):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:

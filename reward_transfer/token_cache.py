@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from reward_transfer.conversations import Problem, problem_key
+from reward_transfer.storage import writer_is_alive
 
 # Bump when the encoding protocol (conversations.py) changes what ids a conversation gets: old caches go unused.
 ENCODING_VERSION = 1
@@ -105,15 +106,6 @@ def _remove_dead_writers_files(folder: Path) -> None:
     """Shards cut short by a kill (`.<name>~<host>~<pid>.partial` of a process of this host that is gone)."""
     for partial in folder.glob(".*.partial"):
         parts = partial.name.removesuffix(".partial").split("~")  # [".<name>", host, pid]
-        if len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit() and not _alive(int(parts[2])):
+        # Many writers share the cache: another host's partial may be alive, only this host's dead ones go.
+        if len(parts) == 3 and parts[2].isdigit() and writer_is_alive(int(parts[2]), parts[1]) is False:
             partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -84,7 +84,9 @@ def test_writers_add_whole_shards_and_a_shard_cut_short_is_ignored(model_and_tok
     dead.write_bytes(b"not arrow")
     alive = one.folder / f".being-written.arrow~{socket.gethostname()}~{os.getpid()}.partial"
     alive.write_bytes(b"not arrow yet")
+    elsewhere = one.folder / ".on-another-node.arrow~node-17.cluster~1.partial"  # a shared cache: may be alive
+    elsewhere.write_bytes(b"not arrow yet")
     reader = TokenCache(tmp_path, tokenizer, None, "score:100")
-    assert not dead.exists() and alive.exists()  # a live writer's file is left alone
+    assert not dead.exists() and alive.exists() and elsewhere.exists()  # a live writer's file is left alone
     assert reader.get("p", "a", lambda: pytest.fail("tokenised again")) == ([1, 2], 0)
     assert reader.get("p", "b", lambda: pytest.fail("tokenised again")) == ([3], 1)
